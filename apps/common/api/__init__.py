@@ -1,0 +1,17 @@
+"""API helpers shared by every app."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus model validation errors as 400 with field messages.
+
+    A ``full_clean`` or a service's ``ValidationError`` is the client's mistake; it
+    must never surface as a 500.
+    """
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        exc = serializers.ValidationError(detail)
+    return drf_exception_handler(exc, context)

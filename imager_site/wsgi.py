@@ -1,0 +1,11 @@
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imager_site.settings")
+
+application = get_wsgi_application()
+
+from imager_site.startup import refuse_bad_environment  # noqa: E402
+
+refuse_bad_environment()
