@@ -3,12 +3,21 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.routers import DefaultRouter
+from rest_framework.permissions import AllowAny
+from rest_framework.routers import APIRootView, DefaultRouter
 
 from apps.accounts.api import urls as accounts_api
 from apps.common.api.views import HealthView
 
+
+class PublicAPIRootView(APIRootView):
+    """The list of endpoints is public; each endpoint states its own permission."""
+
+    permission_classes = (AllowAny,)
+
+
 router = DefaultRouter()
+router.APIRootView = PublicAPIRootView
 accounts_api.register(router)
 
 api_v1 = [

@@ -5,7 +5,7 @@ from functools import cache
 
 import jwt
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from rest_framework_simplejwt import tokens
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenError
@@ -70,12 +70,14 @@ class RefreshToken(_Keyed, tokens.RefreshToken):
         both succeed, whatever the database (the jti is unique).
         """
         try:
-            RevokedToken.objects.create(
-                jti=self[api_settings.JTI_CLAIM],
-                user_id=self.get(api_settings.USER_ID_CLAIM),
-                expires_at=datetime_from_epoch(self["exp"]),
-                reason=reason,
-            )
+            # The savepoint keeps an enclosing transaction usable after a refusal.
+            with transaction.atomic():
+                RevokedToken.objects.create(
+                    jti=self[api_settings.JTI_CLAIM],
+                    user_id=self.get(api_settings.USER_ID_CLAIM),
+                    expires_at=datetime_from_epoch(self["exp"]),
+                    reason=reason,
+                )
         except IntegrityError as exc:
             raise TokenError("Token has been revoked") from exc
 

@@ -1,0 +1,85 @@
+"""Start-up refuses bad environment values with a message naming the variable."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from django.test import SimpleTestCase
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as data:
+        clean = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}
+        }
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**clean, "IMAGER_DATA_DIR": data, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+class EnvironmentCheckTests(SimpleTestCase):
+    def test_no_environment_at_all_runs_the_embedded_default(self):
+        result = manage("check")
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_an_unsupported_database_url_stops_start_up_with_a_hint(self):
+        result = manage("check", DATABASE_URL="mysql://db/imager")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("DATABASE_URL: (imager.E022)", result.stderr)
+        self.assertIn("HINT: Use sqlite:///PATH, postgres://", result.stderr)
+
+    def test_a_mongodb_url_without_a_database_name_is_refused(self):
+        result = manage("check", DATABASE_URL="mongodb://127.0.0.1:27017")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("imager.E020", result.stderr)
+
+    def test_bad_booleans_and_numbers_name_the_variable_and_the_accepted_values(self):
+        result = manage("check", DEBUG="maybe", EMAIL_HOST="smtp", EMAIL_PORT="x")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(
+            "DEBUG: (imager.E001) DEBUG='maybe' is not a boolean", result.stderr
+        )
+        self.assertIn("EMAIL_PORT: (imager.E002)", result.stderr)
+
+    def test_debug_off_without_secrets_is_an_error_not_a_silent_default(self):
+        result = manage("check", DEBUG="false", ALLOWED_HOSTS="imager.example")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("imager.E010", result.stderr)
+        self.assertIn("imager.E011", result.stderr)
+
+    def test_a_bad_signing_key_file_is_named(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as key:
+            key.write("not a key")
+            key.flush()
+            result = manage("check", JWT_PRIVATE_KEY_FILE=key.name)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("imager.E012", result.stderr)
+
+    def test_gunicorn_style_start_refuses_a_bad_environment_too(self):
+        code = "import imager_site.wsgi"
+        with tempfile.TemporaryDirectory() as data:
+            result = subprocess.run(
+                [sys.executable, "-c", code],
+                cwd=ROOT,
+                env={
+                    "PATH": os.environ["PATH"],
+                    "IMAGER_DATA_DIR": data,
+                    "DATABASE_URL": "ftp://nowhere",
+                },
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("imager.E022", result.stderr)
