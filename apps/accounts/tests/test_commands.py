@@ -56,3 +56,11 @@ class CreateAccountTests(TestCase):
     def test_prints_tokens_for_a_worker_when_asked(self):
         output = run("dl", "--role", "downloader", "--tokens")
         self.assertIn('"access": "', output)
+
+    def test_keep_existing_leaves_an_account_untouched(self):
+        run("k1", "--role", "manager")
+        before = User.objects.get(username="k1").password
+        output = run("k1", "--role", "admin", "--keep-existing")
+        user = User.objects.get(username="k1")
+        self.assertEqual((user.role, user.password), ("manager", before))
+        self.assertIn("left as it is", output)

@@ -49,6 +49,11 @@ class Command(BaseCommand):
             help="Print an access and a refresh token as JSON (they are secret).",
         )
         parser.add_argument(
+            "--keep-existing",
+            action="store_true",
+            help="Leave an existing account as it is and exit successfully.",
+        )
+        parser.add_argument(
             "--update",
             action="store_true",
             help="Change the role, e-mail and password of an existing account.",
@@ -60,6 +65,9 @@ class Command(BaseCommand):
         password, generated = self._password(options)
 
         user = User.objects.filter(username=username).first()
+        if user is not None and options["keep_existing"]:
+            self.stdout.write(f"The account {username!r} exists; left as it is.")
+            return
         if user is not None and not options["update"]:
             raise CommandError(
                 f"The account {username!r} exists already; pass --update to change it."

@@ -1,0 +1,20 @@
+"""French is the first translation; no string is left untranslated."""
+
+import re
+from pathlib import Path
+
+from django.conf import settings
+from django.test import SimpleTestCase
+
+
+class FrenchTests(SimpleTestCase):
+    def test_the_home_page_speaks_french_to_a_french_browser(self):
+        response = self.client.get("/", HTTP_ACCEPT_LANGUAGE="fr")
+        self.assertContains(response, "Service de création d'images")
+        self.assertContains(response, '<html lang="fr">')
+
+    def test_every_message_has_a_french_translation(self):
+        po = Path(settings.BASE_DIR, "locale/fr/LC_MESSAGES/django.po").read_text()
+        untranslated = re.findall(r'^msgid "(.+)"\nmsgstr ""\n\n', po, re.MULTILINE)
+        self.assertEqual(untranslated, [])
+        self.assertNotIn("#, fuzzy", po)

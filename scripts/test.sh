@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The README's second command: install what the tests need, then run every check
+# and the whole test suite on SQLite, PostgreSQL and MongoDB (SecantusDB).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_packages "${RUNTIME_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+ensure_venv requirements-dev.txt
+ensure_postgres
+ensure_redis
+compile_translations
+
+say "lint"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+
+failed=()
+run_suite() {
+  # pytest's exit 5 ("no tests ran") counts as a failure like any other.
+  local backend=$1; shift
+  say "tests on $backend"
+  if ! IMAGER_TEST_DB=$backend "$PY" -m pytest -q "$@"; then failed+=("$backend"); fi
+}
+
+for backend in sqlite postgres mongodb; do
+  say "system checks and migrations on $backend"
+  # The test settings pick (and for mongodb start) the database of each backend.
+  IMAGER_TEST_DB=$backend DJANGO_SETTINGS_MODULE=imager_site.test_settings \
+    "$PY" manage.py check --fail-level WARNING
+  IMAGER_TEST_DB=$backend DJANGO_SETTINGS_MODULE=imager_site.test_settings \
+    "$PY" manage.py makemigrations --check --dry-run
+done
+
+# Everything once on SQLite; the database-backed apps again on the two servers.
+# workers/, ftp/ and whost/ never touch the database, so one run covers them.
+run_suite sqlite
+run_suite postgres apps
+run_suite mongodb apps
+
+if [ ${#failed[@]} -ne 0 ]; then
+  echo "FAILED on: ${failed[*]}" >&2
+  exit 1
+fi
+say "all tests passed on sqlite, postgres and mongodb"

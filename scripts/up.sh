@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The README's first command: set everything up on the embedded default (SQLite in
+# ./data, no Redis) and start the service with an admin account.
+#   bash scripts/up.sh            set up, then serve on http://127.0.0.1:8000/
+#   bash scripts/up.sh --no-serve set up only (for scripts and CI)
+# PORT and IMAGER_DATA_DIR change the port and the data folder.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+serve=1
+for arg in "$@"; do
+  case $arg in
+    --no-serve) serve=0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) die "unknown option $arg (try --help)" ;;
+  esac
+done
+
+ensure_packages "${RUNTIME_PACKAGES[@]}"
+ensure_venv requirements.txt
+compile_translations
+
+export IMAGER_DATA_DIR=${IMAGER_DATA_DIR:-$ROOT/data}
+port=${PORT:-8000}
+say "checking the configuration"
+"$PY" manage.py check
+say "migrating the database"
+"$PY" manage.py migrate --no-input -v 0
+
+password_file="$IMAGER_DATA_DIR/admin.password"
+say "admin account"
+if [ -s "$password_file" ]; then
+  # Keeps a password the operator changed; recreates the account if it is gone.
+  "$PY" manage.py create_account admin --role admin --keep-existing \
+    --password-file "$password_file"
+else
+  "$PY" manage.py create_account admin --role admin --update \
+    --write-password "$password_file"
+fi
+
+cat <<MSG
+
+  Imager service is ready (embedded default: SQLite in $IMAGER_DATA_DIR).
+  URL:       http://127.0.0.1:$port/
+  Admin:     http://127.0.0.1:$port/admin/
+  API docs:  http://127.0.0.1:$port/api/docs/
+  Login:     admin / $(cat "$password_file")
+
+MSG
+[ "$serve" -eq 1 ] || exit 0
+say "serving on http://127.0.0.1:$port/ (Ctrl-C stops)"
+exec "$PY" manage.py runserver "127.0.0.1:$port" --noreload
