@@ -1,0 +1,673 @@
+"""Content cache: resumable, checksum-verified downloads shared by concurrent builds.
+
+Layout under the cache root::
+
+    .lock              held briefly to commit or evict entries (processes and threads)
+    data/NAME          verified entries; mtime is the last use (LRU order)
+    meta/NAME.json     url, size and checksums of an entry
+    tmp/NAME.part      downloads in progress, resumed with HTTP Range requests
+    locks/NAME.lock    one download of NAME at a time, across processes
+
+A build pins the entries it uses with a shared flock on the entry file; eviction
+takes an exclusive non-blocking flock, so a pinned entry (in any process) is never
+evicted, and a crashed build's pins vanish with its file descriptors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+#: progress(phase, percent or None when the total is unknown)
+Progress = Callable[[str, float | None], None]
+#: cancel() returns True when the caller wants the work stopped
+Cancel = Callable[[], bool]
+
+CHUNK = 1024 * 1024
+READ_SIZE = 64 * 1024
+HEX_LENGTHS = {"sha256": 64, "md5": 32}
+TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
+
+
+class ContentError(Exception):
+    """A download or local file could not be used; the message names the URL."""
+
+
+class Canceled(Exception):
+    """The caller's cancel() returned True."""
+
+
+class _Interrupted(Exception):
+    """The server closed the connection before the whole body arrived."""
+
+
+def _new_hashers() -> dict[str, hashlib._Hash]:
+    return {"sha256": hashlib.sha256(), "md5": hashlib.md5(usedforsecurity=False)}
+
+
+def local_path(source: str | os.PathLike) -> Path | None:
+    """The local path `source` names (plain path or file:// URL), None for others."""
+    if isinstance(source, os.PathLike):
+        return Path(source)
+    parsed = urllib.parse.urlparse(source)
+    if parsed.scheme == "file":
+        return Path(urllib.parse.unquote(parsed.path))
+    if parsed.scheme == "":
+        return Path(source)
+    return None
+
+
+def _url_filename(url: str) -> str:
+    name = urllib.parse.unquote(urllib.parse.urlparse(url).path).rsplit("/", 1)[-1]
+    return name or "content"
+
+
+def _expected_checksums(
+    sha256: str | None = None, md5: str | None = None
+) -> dict[str, str]:
+    expected = {}
+    for algo, value in (("sha256", sha256), ("md5", md5)):
+        if value:
+            value = value.strip().lower()
+            if not re.fullmatch(f"[0-9a-f]{{{HEX_LENGTHS[algo]}}}", value):
+                raise ContentError(
+                    f"{value!r} is not a {algo} checksum "
+                    f"({HEX_LENGTHS[algo]} hexadecimal digits expected)"
+                )
+            expected[algo] = value
+    return expected
+
+
+def _check_digests(source: str, expected: Mapping[str, str], actual: Mapping) -> None:
+    for algo, value in expected.items():
+        if actual[algo] != value:
+            raise ContentError(
+                f"{source}: {algo} checksum mismatch (expected {value}, got "
+                f"{actual[algo]}): the file is corrupt or the checksum is outdated"
+            )
+
+
+def hash_file(
+    path: Path, *, on_bytes: Callable[[int, int], None] | None = None
+) -> dict[str, str]:
+    """sha256 and md5 hex digests of a whole file."""
+    hashers = _new_hashers()
+    total = path.stat().st_size
+    done = 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK):
+            for hasher in hashers.values():
+                hasher.update(chunk)
+            done += len(chunk)
+            if on_bytes:
+                on_bytes(done, total)
+    return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
+
+
+def _percent_reporter(
+    progress: Progress | None, phase: str
+) -> Callable[[int, int | None], None] | None:
+    if progress is None:
+        return None
+
+    def on_bytes(done: int, total: int | None) -> None:
+        progress(phase, min(100.0, done * 100.0 / total) if total else None)
+
+    return on_bytes
+
+
+class ContentCache:
+    """Size-bounded LRU cache of downloaded content, safe across threads and processes.
+
+    Paths returned by `fetch` and `fetch_all` stay pinned (never evicted) until
+    `unpin(path)` or `close()`; use the cache as a context manager in a build.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        limit_bytes: int,
+        *,
+        retries: int = 5,
+        timeout: tuple[float, float] = (10.0, 60.0),
+    ) -> None:
+        if limit_bytes <= 0:
+            raise ValueError(f"limit_bytes must be positive, got {limit_bytes}")
+        self.root = Path(root)
+        self.limit_bytes = int(limit_bytes)
+        self.retries = retries
+        self.timeout = timeout
+        for sub in ("data", "meta", "tmp", "locks"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._pins: dict[Path, list[int]] = {}
+        self._pins_lock = threading.Lock()
+        # requests.Session is not documented as thread-safe: one per thread.
+        self._local = threading.local()
+
+    # -- public API ---------------------------------------------------------
+
+    def __enter__(self) -> ContentCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release every pin this object holds."""
+        with self._pins_lock:
+            fds = [fd for fds in self._pins.values() for fd in fds]
+            self._pins.clear()
+        for fd in fds:
+            os.close(fd)
+
+    def fetch(
+        self,
+        url: str | os.PathLike,
+        *,
+        sha256: str | None = None,
+        md5: str | None = None,
+        size: int | None = None,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> Path:
+        """Path of the verified content at `url`, downloading it if needed.
+
+        Without a checksum, `<url>.sha256` (else `<url>.md5`) gives it. Local paths
+        and file:// URLs are verified (when a checksum or a .sha256/.md5 file beside
+        them exists) and returned as they are, not copied into the cache.
+        """
+        return self._fetch(
+            url,
+            sha256=sha256,
+            md5=md5,
+            size=size,
+            on_bytes=_percent_reporter(progress, "downloading"),
+            cancel=cancel,
+        )
+
+    def fetch_all(
+        self,
+        entries: Iterable[str | Mapping],
+        workers: int = 3,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> list[Path]:
+        """Fetch several entries at a time; paths in the order of `entries`.
+
+        An entry is a URL or a mapping with "url" and optional "sha256", "md5",
+        "size". On the first failure the other downloads stop (their partial
+        files are kept for a later resume) and the error is raised.
+        """
+        items = [
+            {"url": e} if isinstance(e, str | os.PathLike) else dict(e) for e in entries
+        ]
+        for item in items:
+            unknown = set(item) - {"url", "sha256", "md5", "size"}
+            if "url" not in item or unknown:
+                raise ValueError(
+                    f"bad content entry {item!r}: give a URL or a mapping with 'url' "
+                    "and optional 'sha256', 'md5', 'size'"
+                )
+        state = [[0, item.get("size")] for item in items]
+        state_lock = threading.Lock()
+        failed = threading.Event()
+
+        def stop() -> bool:
+            return failed.is_set() or bool(cancel and cancel())
+
+        def on_bytes_for(index: int) -> Callable[[int, int | None], None]:
+            def on_bytes(done: int, total: int | None) -> None:
+                with state_lock:
+                    state[index] = [done, total]
+                    totals = [t for _, t in state]
+                    done_all = sum(d for d, _ in state)
+                if progress is None:
+                    return
+                if None in totals or not sum(totals):
+                    progress("downloading", None)
+                else:
+                    progress("downloading", min(100.0, done_all * 100.0 / sum(totals)))
+
+            return on_bytes
+
+        def run(index: int) -> Path:
+            item = items[index]
+            if stop():
+                raise Canceled("download not started")
+            try:
+                return self._fetch(
+                    item["url"],
+                    sha256=item.get("sha256"),
+                    md5=item.get("md5"),
+                    size=item.get("size"),
+                    on_bytes=on_bytes_for(index),
+                    cancel=stop,
+                )
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(run, index) for index in range(len(items))]
+        results: list[Path] = []
+        errors: list[BaseException] = []
+        for future in futures:
+            error = future.exception()
+            if error is None:
+                results.append(future.result())
+            else:
+                errors.append(error)
+        if errors:
+            for path in results:
+                self.unpin(path)
+            # The first real error explains the failure; the others only stopped.
+            real = [e for e in errors if not isinstance(e, Canceled)]
+            raise (real or errors)[0]
+        return results
+
+    def produce(
+        self,
+        key: str,
+        filename: str,
+        producer: Callable[[Path], None],
+        *,
+        meta: Mapping | None = None,
+    ) -> Path:
+        """Cached (pinned) file for `key`, made by `producer(tmp_path)` when missing."""
+        name = self._entry_name(key, filename)
+        data = self.root / "data" / name
+        with self._flock(self.root / "locks" / f"{name}.lock"):
+            if self._read_meta(name) is not None and self._pin(data):
+                os.utime(data)
+                return data
+            part = self.root / "tmp" / f"{name}.part"
+            part.unlink(missing_ok=True)
+            try:
+                producer(part)
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            return self._commit(name, part, {"key": key, **(meta or {})}, key)
+
+    def metadata(self, path: Path) -> dict | None:
+        """What the cache knows of an entry path (url, size, sha256, md5)."""
+        path = Path(path)
+        if path.parent != self.root / "data":
+            return None
+        return self._read_meta(path.name)
+
+    def unpin(self, path: Path) -> None:
+        """Release one pin of `path` taken by this object (no-op if none)."""
+        with self._pins_lock:
+            fds = self._pins.get(Path(path))
+            if not fds:
+                return
+            fd = fds.pop()
+            if not fds:
+                del self._pins[Path(path)]
+        os.close(fd)
+
+    def is_pinned(self, path: Path) -> bool:
+        """True when some build (any process, this one included) pins `path`."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def entries(self) -> list[Path]:
+        """Cached entry paths, least recently used first."""
+        return [path for path, _ in self._entries()]
+
+    def usage_bytes(self) -> int:
+        """Disk space the entries use (allocated blocks, so sparse files count less)."""
+        return sum(stat.st_blocks * 512 for _, stat in self._entries())
+
+    # -- internals ------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            # Transparent decompression would break Range offsets and checksums.
+            session.headers["Accept-Encoding"] = "identity"
+            self._local.session = session
+        return session
+
+    @staticmethod
+    def _entry_name(key: str, filename: str) -> str:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[-100:].lstrip(".")
+        return f"{digest}-{safe or 'content'}"
+
+    @contextlib.contextmanager
+    def _flock(self, path: Path) -> Iterator[None]:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _read_meta(self, name: str) -> dict | None:
+        try:
+            meta = json.loads((self.root / "meta" / f"{name}.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return meta if (self.root / "data" / name).is_file() else None
+
+    def _entries(self) -> list[tuple[Path, os.stat_result]]:
+        found = []
+        for path in (self.root / "data").iterdir():
+            try:
+                found.append((path, path.stat()))
+            except FileNotFoundError:  # evicted by another process meanwhile
+                continue
+        return sorted(found, key=lambda item: item[1].st_mtime_ns)
+
+    def _pin(self, path: Path) -> bool:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        # The entry may have been evicted or replaced between open() and flock().
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            return False
+        with self._pins_lock:
+            self._pins.setdefault(path, []).append(fd)
+        return True
+
+    def _try_evict(self, path: Path) -> bool:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        else:
+            path.unlink(missing_ok=True)
+            (self.root / "meta" / f"{path.name}.json").unlink(missing_ok=True)
+            return True
+        finally:
+            os.close(fd)
+
+    def _make_room(self, need: int, replacing: Path | None = None) -> tuple[bool, int]:
+        """Evict unpinned LRU entries until `need` more bytes fit; call under .lock."""
+        entries = self._entries()
+        used = sum(stat.st_blocks * 512 for _, stat in entries)
+        for path, stat in entries:
+            if used + need <= self.limit_bytes:
+                break
+            if path == replacing:
+                continue
+            if self._try_evict(path):
+                used -= stat.st_blocks * 512
+        if replacing is not None and used + need > self.limit_bytes:
+            for path, stat in entries:
+                if path == replacing and self._try_evict(path):
+                    used -= stat.st_blocks * 512
+        return used + need <= self.limit_bytes, used
+
+    def _commit(self, name: str, part: Path, meta: Mapping, source: str) -> Path:
+        data = self.root / "data" / name
+        with self._flock(self.root / ".lock"):
+            need = part.stat().st_blocks * 512
+            fits, used = self._make_room(need, replacing=data)
+            if not fits:
+                part.unlink(missing_ok=True)
+                raise ContentError(
+                    f"{source}: the content cache {self.root} is limited to "
+                    f"{self.limit_bytes} bytes, {used} are pinned by running builds "
+                    f"and this file needs {need}: raise the cache limit"
+                )
+            meta_path = self.root / "meta" / f"{name}.json"
+            tmp_meta = meta_path.with_suffix(".json.tmp")
+            tmp_meta.write_text(json.dumps(dict(meta), sort_keys=True))
+            os.replace(tmp_meta, meta_path)
+            # Builds hard-link entries into the image: keep them world-readable.
+            os.chmod(part, 0o644)
+            os.replace(part, data)
+            if not self._pin(data):
+                raise ContentError(f"{source}: cache entry {data} vanished")
+        return data
+
+    def _fetch(
+        self,
+        url: str | os.PathLike,
+        *,
+        sha256: str | None,
+        md5: str | None,
+        size: int | None,
+        on_bytes: Callable[[int, int | None], None] | None,
+        cancel: Cancel | None,
+    ) -> Path:
+        expected = _expected_checksums(sha256, md5)
+        path = local_path(url)
+        if path is not None:
+            return self._fetch_local(path, expected, size, on_bytes)
+        source = str(url)
+        if urllib.parse.urlparse(source).scheme not in ("http", "https"):
+            raise ContentError(
+                f"{source}: unsupported URL: use http(s)://, file:// or a path"
+            )
+        name = self._entry_name(source, _url_filename(source))
+        data = self.root / "data" / name
+        with self._flock(self.root / "locks" / f"{name}.lock"):
+            meta = self._read_meta(name)
+            cached = meta is not None and self._meta_matches(meta, expected, size)
+            if cached and self._pin(data):
+                os.utime(data)  # most recently used
+                if on_bytes:
+                    on_bytes(meta["size"], meta["size"])
+                return data
+            if not expected:
+                expected = self._published_checksum(source)
+            part = self.root / "tmp" / f"{name}.part"
+            digests, total = self._download(source, part, size, on_bytes, cancel)
+            try:
+                _check_digests(source, expected, digests)
+            except ContentError:
+                part.unlink(missing_ok=True)
+                raise
+            return self._commit(
+                name, part, {"url": source, "size": total, **digests}, source
+            )
+
+    @staticmethod
+    def _meta_matches(meta: Mapping, expected: Mapping, size: int | None) -> bool:
+        if size is not None and meta.get("size") != size:
+            return False
+        return all(meta.get(algo) == value for algo, value in expected.items())
+
+    def _fetch_local(
+        self,
+        path: Path,
+        expected: dict[str, str],
+        size: int | None,
+        on_bytes: Callable[[int, int | None], None] | None,
+    ) -> Path:
+        if not path.is_file():
+            raise ContentError(f"{path}: no such file: check the path")
+        if size is not None and path.stat().st_size != size:
+            raise ContentError(
+                f"{path}: size is {path.stat().st_size} bytes, expected {size}"
+            )
+        if not expected:
+            # A local file is trusted without checksum: no transfer could damage it.
+            for algo in ("sha256", "md5"):
+                sidecar = path.with_name(f"{path.name}.{algo}")
+                if sidecar.is_file():
+                    token = (sidecar.read_text().split() or [""])[0]
+                    expected = _expected_checksums(**{algo: token})
+                    break
+        if expected:
+            _check_digests(str(path), expected, hash_file(path, on_bytes=on_bytes))
+        elif on_bytes:
+            on_bytes(path.stat().st_size, path.stat().st_size)
+        return path
+
+    def _published_checksum(self, url: str) -> dict[str, str]:
+        for algo in ("sha256", "md5"):
+            checksum_url = f"{url}.{algo}"
+            try:
+                response = self._session().get(checksum_url, timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise ContentError(f"{checksum_url}: cannot download: {exc}") from exc
+            if response.status_code == 404:
+                continue
+            if not response.ok:
+                raise ContentError(
+                    f"{checksum_url}: HTTP {response.status_code} {response.reason}"
+                )
+            token = (response.text.split() or [""])[0]
+            try:
+                return _expected_checksums(**{algo: token})
+            except ContentError as exc:
+                raise ContentError(f"{checksum_url}: {exc}") from None
+        raise ContentError(
+            f"{url}: no checksum given and neither {url}.sha256 nor {url}.md5 exists: "
+            "pass sha256= or md5=, or publish a checksum file beside the content"
+        )
+
+    def _download(
+        self,
+        url: str,
+        part: Path,
+        size: int | None,
+        on_bytes: Callable[[int, int | None], None] | None,
+        cancel: Cancel | None,
+    ) -> tuple[dict[str, str], int]:
+        """Download into `part`, resuming what is there; (digests, size)."""
+        hashers, hashed = _new_hashers(), 0
+        failures = 0
+        while True:
+            offset = part.stat().st_size if part.exists() else 0
+            try:
+                with self._session().get(
+                    url,
+                    headers={"Range": f"bytes={offset}-"} if offset else {},
+                    stream=True,
+                    timeout=self.timeout,
+                ) as response:
+                    status = response.status_code
+                    if status == 416 and offset:
+                        part.unlink(missing_ok=True)  # bigger than the file: restart
+                        raise _Interrupted(f"server refused to resume at {offset}")
+                    if status == 404:
+                        raise ContentError(f"{url}: not found (HTTP 404): fix the URL")
+                    if status in TRANSIENT_HTTP:
+                        raise _Interrupted(f"HTTP {status} {response.reason}")
+                    if status not in (200, 206):
+                        raise ContentError(f"{url}: HTTP {status} {response.reason}")
+                    start, total = _response_range(response)
+                    if status == 206 and start != offset:
+                        part.unlink(missing_ok=True)
+                        raise _Interrupted(f"asked for byte {offset}, got {start}")
+                    if status == 200:
+                        offset = 0  # the server ignores Range: start over
+                    if size is not None and total is not None and total != size:
+                        part.unlink(missing_ok=True)
+                        raise ContentError(
+                            f"{url}: the server has {total} bytes, expected {size}: "
+                            "the content changed or the size is wrong"
+                        )
+                    if total is not None:
+                        self._reserve(total - offset)
+                    if hashed != offset:
+                        hashers, hashed = self._hash_prefix(part, offset)
+                    with part.open("r+b" if offset else "wb") as out:
+                        out.seek(offset)
+                        out.truncate()
+                        # Small reads: a cut connection loses at most one read.
+                        for chunk in response.iter_content(READ_SIZE):
+                            if cancel and cancel():
+                                raise Canceled(f"download of {url} canceled")
+                            out.write(chunk)
+                            for hasher in hashers.values():
+                                hasher.update(chunk)
+                            hashed += len(chunk)
+                            if on_bytes:
+                                on_bytes(hashed, total if total is not None else size)
+                    if total is not None and hashed != total:
+                        raise _Interrupted(f"got {hashed} of {total} bytes")
+                    if size is not None and hashed != size:
+                        part.unlink(missing_ok=True)
+                        raise ContentError(f"{url}: got {hashed} bytes, not {size}")
+                    return {a: h.hexdigest() for a, h in hashers.items()}, hashed
+            except TRANSIENT_ERRORS as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise ContentError(
+                        f"{url}: download failed {failures} times, last: {exc}; "
+                        "the partial file is kept and the next fetch resumes it"
+                    ) from exc
+                time.sleep(min(0.1 * 2**failures, 5.0))
+            except requests.RequestException as exc:
+                raise ContentError(f"{url}: download failed: {exc}") from exc
+
+    @staticmethod
+    def _hash_prefix(part: Path, length: int) -> tuple[dict, int]:
+        hashers = _new_hashers()
+        if length:
+            with part.open("rb") as stream:
+                remaining = length
+                while remaining and (chunk := stream.read(min(CHUNK, remaining))):
+                    for hasher in hashers.values():
+                        hasher.update(chunk)
+                    remaining -= len(chunk)
+        return hashers, length
+
+    def _reserve(self, need: int) -> None:
+        # Best effort: evict before writing so the disk does not fill up; the
+        # limit itself is enforced when the download is committed.
+        with self._flock(self.root / ".lock"):
+            self._make_room(need)
+
+
+#: worth a retry: the connection dropped or stalled, or the body came short
+TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    _Interrupted,
+)
+
+
+def _response_range(response: requests.Response) -> tuple[int, int | None]:
+    """(first byte offset, total size or None) of a 200 or 206 response."""
+    if response.status_code == 206:
+        match = re.fullmatch(
+            r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "")
+        )
+        if match:
+            total = match.group(3)
+            return int(match.group(1)), None if total == "*" else int(total)
+        raise _Interrupted("206 response without a usable Content-Range")
+    length = response.headers.get("Content-Length")
+    return 0, int(length) if length and length.isdigit() else None

@@ -1,0 +1,241 @@
+"""Fixtures with real parts: base images made with sfdisk/mtools/mke2fs, ZIM files
+made with zimwriterfs, and an HTTP server that honours Range requests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import struct
+import subprocess
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+MIB = 1024 * 1024
+BASE_SIZE = 128 * MIB
+BOOT_START = 1 * MIB
+# mtools refuses FAT32 below 65525 clusters: 64 MiB with 512-byte clusters is enough.
+BOOT_SIZE = 64 * MIB
+ROOT_START = BOOT_START + BOOT_SIZE
+
+
+def run(*command: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run a tool; fail with its output when it fails."""
+    result = subprocess.run(
+        command, input=stdin, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, f"{command} failed: {result.stderr}{result.stdout}"
+    return result
+
+
+def make_base_image(
+    path: Path, *, label: str = "dos", data_partition: bool = False
+) -> Path:
+    """A small Raspberry-Pi-like image: FAT32 boot, ext4 root, optional ext4 data."""
+    path.unlink(missing_ok=True)
+    with path.open("wb") as image:
+        image.truncate(BASE_SIZE)
+    root_size = 40 * MIB if data_partition else BASE_SIZE - ROOT_START - MIB
+    fat, linux = ("c", "83") if label == "dos" else ("U", "L")
+    script = [
+        f"label: {label}",
+        f"start={BOOT_START // 512}, size={BOOT_SIZE // 512}, type={fat}",
+        f"start={ROOT_START // 512}, size={root_size // 512}, type={linux}",
+    ]
+    if data_partition:
+        script.append(f"start={(ROOT_START + root_size) // 512}, type={linux}")
+    run("sfdisk", "--no-reread", "--no-tell-kernel", str(path), stdin="\n".join(script))
+    boot = f"{path}@@{BOOT_START}"
+    run(
+        "mformat", "-i", boot, "-F", "-c", "1", "-v", "BOOT", "-h", "64", "-s", "32",
+        "-T", str(BOOT_SIZE // 512), "-H", str(BOOT_START // 512), "::",
+    )  # fmt: skip
+    tree = path.with_name(path.name + ".tree")
+    shutil.rmtree(tree, ignore_errors=True)
+    (tree / "root" / "etc").mkdir(parents=True)
+    (tree / "root" / "etc" / "hostname").write_text("hotspot\n")
+    (tree / "cmdline.txt").write_text("console=serial0 root=PARTUUID=0-02\n")
+    run("mcopy", "-i", boot, str(tree / "cmdline.txt"), "::/cmdline.txt")
+    run(
+        "mke2fs", "-q", "-F", "-t", "ext4", "-L", "rootfs",
+        "-E", f"offset={ROOT_START}", "-d", str(tree / "root"), str(path),
+        f"{root_size // 1024}k",
+    )  # fmt: skip
+    if data_partition:
+        (tree / "data").mkdir()
+        (tree / "data" / "old.txt").write_text("from the base image\n")
+        start = ROOT_START + root_size
+        run(
+            "mke2fs", "-q", "-F", "-t", "ext4", "-E", f"offset={start}",
+            "-d", str(tree / "data"), str(path), f"{(BASE_SIZE - start) // 1024}k",
+        )  # fmt: skip
+    shutil.rmtree(tree)
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_image(tmp_path_factory) -> Path:
+    """128 MiB dos-labelled base image with boot and root partitions."""
+    return make_base_image(tmp_path_factory.mktemp("base") / "base.img")
+
+
+def png_48x48() -> bytes:
+    """A 48x48 RGB PNG, as zimwriterfs wants for the illustration."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + bytes((x * 5, 120, 200)) * 48 for x in range(48))
+    header = struct.pack(">IIBBBBB", 48, 48, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def make_zim(folder: Path, name: str, *, payload_bytes: int, seed: int) -> Path:
+    """A real ZIM file, with `payload_bytes` of incompressible data inside."""
+    html = folder / f"{name}-html"
+    html.mkdir(parents=True)
+    (html / "illustration.png").write_bytes(png_48x48())
+    (html / "index.html").write_text(
+        f"<html><head><title>{name}</title></head>"
+        f"<body><h1>{name}</h1><a href='page.html'>page</a></body></html>"
+    )
+    (html / "page.html").write_text("<html><body><p>Offline content.</p></body></html>")
+    (html / "blob.bin").write_bytes(random.Random(seed).randbytes(payload_bytes))
+    zim = folder / f"{name}.zim"
+    run(
+        "zimwriterfs", "--welcome=index.html", "--illustration=illustration.png",
+        "--language=eng", f"--title={name}", "--description=test content",
+        "--creator=tests", "--publisher=tests", "--withoutFTIndex",
+        str(html), str(zim),
+    )  # fmt: skip
+    shutil.rmtree(html)
+    return zim
+
+
+@pytest.fixture(scope="session")
+def zim_files(tmp_path_factory) -> list[Path]:
+    """Three real ZIM files of about 300, 600 and 900 KB."""
+    folder = tmp_path_factory.mktemp("zims")
+    return [
+        make_zim(folder, f"wiki{i}", payload_bytes=300_000 * i, seed=i)
+        for i in (1, 2, 3)
+    ]
+
+
+@dataclass
+class ServerState:
+    directory: Path
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    #: path -> number of bytes after which the next GET of it is cut off
+    cut_after: dict[str, int] = field(default_factory=dict)
+    #: seconds to sleep per 64 KiB sent, to make downloads overlap
+    delay: float = 0.0
+    active: int = 0
+    max_active: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def gets(self, path: str) -> list[str | None]:
+        """Range headers of the GET requests of `path` (None: no Range)."""
+        return [rng for p, rng in self.requests if p == path]
+
+
+class RangeHandler(BaseHTTPRequestHandler):
+    """Serves files with single-range `Range: bytes=N-[M]` support."""
+
+    state: ServerState
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        path = self.path.split("?", 1)[0]
+        with state.lock:
+            state.requests.append((path, self.headers.get("Range")))
+            state.active += 1
+            state.max_active = max(state.max_active, state.active)
+            cut = state.cut_after.pop(path, None)
+        try:
+            self._send(state, path, cut)
+        finally:
+            with state.lock:
+                state.active -= 1
+
+    def _send(self, state: ServerState, path: str, cut: int | None) -> None:
+        file = (state.directory / path.lstrip("/")).resolve()
+        if state.directory not in file.parents or not file.is_file():
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        data = file.read_bytes()
+        start, end = 0, len(data)
+        header = self.headers.get("Range")
+        if header:
+            first, _, last = header.removeprefix("bytes=").partition("-")
+            start = int(first)
+            end = int(last) + 1 if last else len(data)
+            if start >= len(data):
+                self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                return
+            self.send_response(HTTPStatus.PARTIAL_CONTENT)
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        else:
+            self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        body = data[start:end] if cut is None else data[start : start + cut]
+        for offset in range(0, len(body), 65536):
+            self.wfile.write(body[offset : offset + 65536])
+            if state.delay:
+                time.sleep(state.delay)
+        self.wfile.flush()
+        if cut is not None:
+            self.close_connection = True  # the client sees a short body
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """(base URL, state) of a Range-capable HTTP server serving tmp_path/'www'."""
+    directory = (tmp_path / "www").resolve()
+    directory.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    server.state = ServerState(directory)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", server.state
+    server.shutdown()
+    server.server_close()
+
+
+def publish(state: ServerState, src: Path, name: str | None = None) -> str:
+    """Copy `src` into the server's folder with a `.sha256` beside it; its path."""
+    name = name or src.name
+    shutil.copyfile(src, state.directory / name)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    (state.directory / f"{name}.sha256").write_text(f"{digest}  {name}\n")
+    return f"/{name}"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def allocated(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
