@@ -121,6 +121,9 @@ INSTALLED_APPS = [
     _mongo + "MongoDjangoRQConfig" if USING_MONGODB else "django_rq",
     "apps.common",
     "apps.accounts",
+    "apps.orders",
+    "apps.scheduler",
+    "apps.notifications",
 ]
 if USING_MONGODB:
     INSTALLED_APPS.insert(0, "django_mongodb_backend")
@@ -300,6 +303,20 @@ SPECTACULAR_SETTINGS = {
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
 
+# --- Scheduling (DESIGN 5) ----------------------------------------------------------
+
+LEASE_SECONDS = env.integer("LEASE_SECONDS", 120, minimum=10)
+WORKER_OFFLINE_AFTER = env.integer("WORKER_OFFLINE_AFTER", 120, minimum=10)
+TASK_MAX_ATTEMPTS = env.integer("TASK_MAX_ATTEMPTS", 3, minimum=1)
+CARD_BUDGET = env.integer("CARD_BUDGET", 3, minimum=1)
+ORDER_RETENTION_DAYS = env.integer("ORDER_RETENTION_DAYS", 14, minimum=1)
+# Room the hotspot's base system takes on a card beside the content.
+BASE_IMAGE_BYTES = env.integer("BASE_IMAGE_BYTES", 4 * 1024**3, minimum=0)
+# A running task that stays longer than this in one phase is taken back.
+PHASE_TIMEOUT_SECONDS = env.integer("PHASE_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
+SWEEP_INTERVAL = env.integer("SWEEP_INTERVAL", 30, minimum=5)
+OPERATOR_EMAILS = env.csv("OPERATOR_EMAILS", [])
+
 # --- E-mail -------------------------------------------------------------------------
 
 DEFAULT_FROM_EMAIL = env.string("DEFAULT_FROM_EMAIL", "imager@localhost")
@@ -318,7 +335,7 @@ else:
 
 # --- Internationalisation, static files, security ---------------------------------
 
-LANGUAGE_CODE = env.string("LANGUAGE_CODE", "en")
+LANGUAGE_CODE = env.choice("LANGUAGE_CODE", "en", ["en", "fr"])
 LANGUAGES = [("en", "English"), ("fr", "Français")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.string("TIME_ZONE", "UTC")

@@ -8,6 +8,8 @@ from rest_framework.routers import APIRootView, DefaultRouter
 
 from apps.accounts.api import urls as accounts_api
 from apps.common.api.views import HealthView
+from apps.orders.api import urls as orders_api
+from apps.scheduler.api import urls as scheduler_api
 
 
 class PublicAPIRootView(APIRootView):
@@ -18,7 +20,8 @@ class PublicAPIRootView(APIRootView):
 
 router = DefaultRouter()
 router.APIRootView = PublicAPIRootView
-accounts_api.register(router)
+for api in (accounts_api, orders_api, scheduler_api):
+    api.register(router)
 
 api_v1 = [
     # Named paths first: "users/me/" must win over the router's "users/<pk>/".

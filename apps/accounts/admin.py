@@ -15,7 +15,7 @@ class UserCreationForm(AdminUserCreationForm):
 class UserEditForm(UserChangeForm):
     class Meta(UserChangeForm.Meta):
         model = User
-        fields = ("username", "full_name", "email", "role", "is_active")
+        fields = ("username", "full_name", "email", "language", "role", "is_active")
 
 
 @admin.register(User)
@@ -31,7 +31,7 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = ("last_login", "date_joined")
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        (_("Person"), {"fields": ("full_name", "email")}),
+        (_("Person"), {"fields": ("full_name", "email", "language")}),
         (_("Access"), {"fields": ("role", "is_active")}),
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )

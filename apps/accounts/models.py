@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.models import (
     AbstractBaseUser,
     Group,
@@ -32,6 +33,15 @@ class Role(models.TextChoices):
         return {cls.CREATOR, cls.DOWNLOADER, cls.WRITER}
 
 
+# What managers (operator staff) may do in Django admin, by app: the role is the
+# permission model, not per-user permission rows.
+MANAGER_PERMISSIONS = {
+    "orders": ("view", "change"),
+    "scheduler": ("view", "change"),
+    "accounts": ("view",),
+}
+
+
 class AccountManager(UserManager):
     def create_superuser(self, username, email=None, password=None, **extra_fields):
         extra_fields.setdefault("role", Role.ADMIN)
@@ -51,6 +61,13 @@ class User(UUIDModel, AbstractBaseUser, PermissionsMixin):
     )
     email = models.EmailField(_("e-mail address"), blank=True)
     full_name = models.CharField(_("full name"), max_length=200, blank=True)
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=settings.LANGUAGES,
+        default="en",
+        help_text=_("Language of the e-mails this user receives."),
+    )
     role = models.CharField(
         _("role"), max_length=20, choices=Role.choices, default=Role.CLIENT
     )
@@ -93,6 +110,19 @@ class User(UUIDModel, AbstractBaseUser, PermissionsMixin):
 
     def __str__(self):
         return self.username
+
+    def has_perm(self, perm, obj=None):
+        if self.is_active and self.role == Role.MANAGER:
+            app_label, _dot, codename = perm.partition(".")
+            action = codename.split("_", 1)[0]
+            if action in MANAGER_PERMISSIONS.get(app_label, ()):
+                return True
+        return super().has_perm(perm, obj)
+
+    def has_module_perms(self, app_label):
+        if self.is_active and self.role == Role.MANAGER:
+            return bool(MANAGER_PERMISSIONS.get(app_label))
+        return super().has_module_perms(app_label)
 
     def save(self, *args, **kwargs):
         # Admin access follows the role, so the two can never disagree.

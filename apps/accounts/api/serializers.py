@@ -106,6 +106,7 @@ class UserSerializer(serializers.ModelSerializer):
             "username",
             "email",
             "full_name",
+            "language",
             "role",
             "is_active",
             "date_joined",

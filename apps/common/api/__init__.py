@@ -1,16 +1,24 @@
 """API helpers shared by every app."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import serializers
+from rest_framework import serializers, status
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from apps.common.errors import Conflict
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus model validation errors as 400 with field messages.
+    """DRF's handler, plus model validation errors as 400 with field messages and
+    service conflicts as 409.
 
     A ``full_clean`` or a service's ``ValidationError`` is the client's mistake; it
     must never surface as a 500.
     """
+    if isinstance(exc, Conflict):
+        return Response(
+            {"detail": exc.message, "code": exc.code}, status=status.HTTP_409_CONFLICT
+        )
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         exc = serializers.ValidationError(detail)

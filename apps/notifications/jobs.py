@@ -1,0 +1,95 @@
+"""rq jobs that render and send notification e-mails."""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.utils import translation
+
+from apps.accounts.models import Role
+
+log = logging.getLogger(__name__)
+
+# Who reads each notification: the client who ordered, the cards' recipient, or the
+# operators (managers' addresses and OPERATOR_EMAILS).
+AUDIENCE = {
+    "order_placed": ("owner",),
+    "image_ready": ("owner", "recipient"),
+    "insert_card": ("operators",),
+    "card_written": ("operators",),
+    "order_written": ("operators",),
+    "order_shipped": ("owner", "recipient"),
+    "order_failed": ("owner", "operators"),
+    "worker_problem": ("operators",),
+}
+
+
+def operator_emails() -> list[str]:
+    managers = (
+        get_user_model()
+        .objects.filter(role__in=[Role.ADMIN, Role.MANAGER], is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+    )
+    return sorted({*managers, *settings.OPERATOR_EMAILS})
+
+
+def _context(context: dict) -> dict:
+    from apps.orders.models import Order
+    from apps.scheduler.models import Slot, Task, Worker
+
+    loaded = {"site_url": settings.SITE_URL, "message": context.get("message", "")}
+    if "order_id" in context:
+        loaded["order"] = Order.objects.select_related("owner").get(
+            pk=context["order_id"]
+        )
+    if "task_id" in context:
+        loaded["task"] = Task.objects.get(pk=context["task_id"])
+    if "slot_id" in context:
+        loaded["slot"] = Slot.objects.select_related("worker").get(
+            pk=context["slot_id"]
+        )
+    if "worker_id" in context:
+        loaded["worker"] = Worker.objects.get(pk=context["worker_id"])
+    for key in ("host", "slot_name", "download_url"):
+        if key in context:
+            loaded[key] = context[key]
+    return loaded
+
+
+def recipients(kind: str, loaded: dict) -> list[tuple[str, str]]:
+    """(address, language) pairs for this notification, without duplicates."""
+    found: dict[str, str] = {}
+    order = loaded.get("order")
+    for who in AUDIENCE[kind]:
+        if who == "owner" and order and order.owner.email:
+            found.setdefault(order.owner.email, order.owner.language)
+        elif who == "recipient" and order and order.recipient_email:
+            language = order.config.get("language", settings.LANGUAGE_CODE)
+            found.setdefault(order.recipient_email, language)
+        elif who == "operators":
+            for address in operator_emails():
+                found.setdefault(address, settings.LANGUAGE_CODE)
+    return sorted(found.items())
+
+
+def send_notification(kind: str, context: dict) -> int:
+    """Render and send one notification; returns how many e-mails were sent."""
+    loaded = _context(context)
+    sent = 0
+    for address, language in recipients(kind, loaded):
+        known = dict(settings.LANGUAGES)
+        with translation.override(language if language in known else "en"):
+            subject = render_to_string(f"notifications/{kind}.subject.txt", loaded)
+            body = render_to_string(f"notifications/{kind}.body.txt", loaded)
+        sent += send_mail(
+            " ".join(subject.split()),
+            body.strip() + "\n",
+            settings.DEFAULT_FROM_EMAIL,
+            [address],
+        )
+    if not sent:
+        log.info("notification %s had no recipient", kind)
+    return sent

@@ -1,0 +1,81 @@
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from apps.orders import services
+from apps.orders.models import Configuration, Order, OrderEvent
+
+
+@admin.register(Configuration)
+class ConfigurationAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "ssid", "language", "created_at")
+    search_fields = ("name", "ssid", "owner__username")
+    list_filter = ("language",)
+    raw_id_fields = ("owner",)
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("at", "status", "actor", "message")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "owner",
+        "kind",
+        "card_size_gb",
+        "quantity",
+        "status",
+        "created_at",
+    )
+    list_filter = ("status", "kind", "card_size_gb")
+    search_fields = ("id", "owner__username", "recipient_name", "recipient_email")
+    # Status moves only through the services (actions below), never by editing.
+    readonly_fields = (
+        "owner",
+        "configuration",
+        "config",
+        "kind",
+        "card_size_gb",
+        "quantity",
+        "content_bytes",
+        "status",
+        "image",
+        "shipped_at",
+        "failure_reason",
+        "created_at",
+        "expires_at",
+    )
+    inlines = [OrderEventInline]
+    actions = ["cancel", "ship"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description=_("Cancel the selected orders"))
+    def cancel(self, request, queryset):
+        self._each(request, queryset, services.cancel_order)
+
+    @admin.action(description=_("Mark the selected orders shipped"))
+    def ship(self, request, queryset):
+        self._each(request, queryset, services.ship_order)
+
+    def _each(self, request, queryset, service):
+        done = 0
+        for order in queryset:
+            try:
+                service(order=order, actor=request.user)
+                done += 1
+            except ValidationError as exc:
+                self.message_user(
+                    request, f"{order.pk}: {'; '.join(exc.messages)}", messages.ERROR
+                )
+        if done:
+            self.message_user(request, _("%(n)d orders changed.") % {"n": done})

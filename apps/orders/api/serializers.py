@@ -1,0 +1,197 @@
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from apps.orders.models import (
+    CARD_SIZES,
+    Configuration,
+    Order,
+    OrderEvent,
+    OrderKind,
+    language_choices,
+)
+from apps.orders.services import required_bytes, smallest_card_gb
+
+
+class ContentEntrySerializer(serializers.Serializer):
+    """One content file: its URL, size and a way to check it."""
+
+    title = serializers.CharField(max_length=200)
+    url = serializers.URLField()
+    size = serializers.IntegerField(min_value=1)
+    sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", required=False)
+    md5 = serializers.RegexField(r"^[0-9a-f]{32}$", required=False)
+    checksum_url = serializers.URLField(required=False)
+
+
+class ConfigurationSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    language = serializers.ChoiceField(choices=language_choices())
+    contents = ContentEntrySerializer(many=True, allow_empty=False)
+    total_size = serializers.IntegerField(read_only=True)
+    min_card_size_gb = serializers.SerializerMethodField()
+    admin_password = serializers.CharField(
+        write_only=True, min_length=8, max_length=64, trim_whitespace=False
+    )
+    wifi_password = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, trim_whitespace=False
+    )
+    has_wifi_password = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Configuration
+        fields = [
+            "id",
+            "owner",
+            "name",
+            "ssid",
+            "language",
+            "timezone",
+            "admin_login",
+            "admin_password",
+            "wifi_password",
+            "has_wifi_password",
+            "branding_logo",
+            "branding_favicon",
+            "contents",
+            "total_size",
+            "min_card_size_gb",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def get_min_card_size_gb(self, obj) -> int | None:
+        return smallest_card_gb(obj.total_size)
+
+    def get_has_wifi_password(self, obj) -> bool:
+        return bool(obj.wifi_password)
+
+    def validate(self, attrs):
+        # The model's own validators (SSID bytes, time zone, name rules) run too,
+        # so the API and the admin refuse the same things with the same words.
+        instance = Configuration(**{**self._current(), **attrs})
+        owner = self.context["request"].user
+        instance.owner = self.instance.owner if self.instance else owner
+        instance.full_clean(exclude=["owner", "branding_logo", "branding_favicon"])
+        return attrs
+
+    def _current(self) -> dict:
+        if self.instance is None:
+            return {}
+        names = [f.name for f in Configuration._meta.concrete_fields]
+        return {name: getattr(self.instance, name) for name in names if name != "owner"}
+
+
+class OrderEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", default=None)
+
+    class Meta:
+        model = OrderEvent
+        fields = ["at", "status", "actor", "message"]
+
+
+class TaskSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    phase = serializers.CharField()
+    percent = serializers.FloatField()
+    copy_number = serializers.IntegerField(allow_null=True)
+    host = serializers.CharField()
+    card_failures = serializers.IntegerField()
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    configuration = serializers.PrimaryKeyRelatedField(
+        queryset=Configuration.objects.all(),
+        help_text=_("The configuration to build; the order keeps a frozen copy."),
+    )
+    card_size_gb = serializers.ChoiceField(choices=CARD_SIZES)
+    kind = serializers.ChoiceField(
+        choices=OrderKind.choices, default=OrderKind.PHYSICAL
+    )
+    required_bytes = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "owner",
+            "configuration",
+            "kind",
+            "card_size_gb",
+            "quantity",
+            "content_bytes",
+            "required_bytes",
+            "recipient_name",
+            "recipient_email",
+            "recipient_phone",
+            "shipping_address",
+            "status",
+            "shipment_carrier",
+            "shipment_tracking",
+            "shipped_at",
+            "failure_reason",
+            "download_url",
+            "created_at",
+            "updated_at",
+            "expires_at",
+        ]
+        read_only_fields = [
+            "status",
+            "content_bytes",
+            "shipment_carrier",
+            "shipment_tracking",
+            "shipped_at",
+            "failure_reason",
+            "expires_at",
+        ]
+
+    def get_required_bytes(self, obj) -> int:
+        return required_bytes(obj.content_bytes)
+
+    def get_download_url(self, obj) -> str | None:
+        from apps.scheduler.services.flow import download_url
+
+        if obj.kind != OrderKind.DOWNLOAD or obj.image is None:
+            return None
+        return download_url(obj.image) or None
+
+    def validate_configuration(self, configuration):
+        user = self.context["request"].user
+        if configuration.owner_id != user.pk and user.role not in {"admin", "manager"}:
+            raise serializers.ValidationError(_("Choose one of your configurations."))
+        return configuration
+
+
+class OrderDetailSerializer(OrderSerializer):
+    config = serializers.SerializerMethodField()
+    events = OrderEventSerializer(many=True, read_only=True)
+    tasks = TaskSummarySerializer(many=True, read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta(OrderSerializer.Meta):
+        fields = [*OrderSerializer.Meta.fields, "config", "events", "tasks", "progress"]
+
+    def get_config(self, obj) -> dict:
+        # The hotspot passwords stay out of answers, like in configurations.
+        hidden = {"admin_password", "wifi_password"}
+        return {key: value for key, value in obj.config.items() if key not in hidden}
+
+    def get_progress(self, obj) -> float:
+        """Overall percentage: building, then each copy written, equally weighted."""
+        tasks = list(obj.tasks.all())
+        if not tasks:
+            return 0.0
+        return round(sum(t.percent for t in tasks) / len(tasks), 1)
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class ShipSerializer(serializers.Serializer):
+    carrier = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    tracking = serializers.CharField(required=False, allow_blank=True, max_length=200)

@@ -1,0 +1,102 @@
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from apps.accounts.models import Role
+from apps.accounts.permissions import IsStaff, has_role
+from apps.orders import services
+from apps.orders.api import serializers as s
+from apps.orders.models import Configuration, Order, OrderEvent
+from apps.scheduler.models import Task
+
+# People who design hotspots and order cards; workers and the warehouse may not.
+IsCustomer = has_role(Role.CLIENT, Role.MANAGER, Role.ADMIN)
+
+
+class OwnedQuerysetMixin:
+    """Clients see their own objects; managers and admins see everyone's."""
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.request.user.role in Role.staff():
+            return queryset
+        return queryset.filter(owner=self.request.user)
+
+
+class ConfigurationViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
+    queryset = Configuration.objects.select_related("owner")
+    serializer_class = s.ConfigurationSerializer
+    permission_classes = (IsCustomer,)
+    parser_classes = (JSONParser, MultiPartParser, FormParser)
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def perform_create(self, serializer):
+        serializer.save(owner=self.request.user)
+
+
+class OrderViewSet(
+    OwnedQuerysetMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Orders: placed by clients, followed by everyone, shipped by managers.
+
+    Status never changes by PATCH: cancel and ship are actions (DESIGN 2).
+    """
+
+    queryset = Order.objects.select_related("owner", "image__warehouse")
+    permission_classes = (IsCustomer,)
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        status = self.request.query_params.get("status")
+        if status:
+            queryset = queryset.filter(status=status)
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related(
+                Prefetch("events", OrderEvent.objects.select_related("actor")),
+                Prefetch("tasks", Task.objects.order_by("kind", "copy_number")),
+            )
+        return queryset
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return s.OrderDetailSerializer
+        return s.OrderSerializer
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        order = services.place_order(owner=self.request.user, **data)
+        serializer.instance = order
+
+    @extend_schema(request=s.CancelSerializer, responses=s.OrderSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        order = self.get_object()
+        body = s.CancelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.cancel_order(
+            order=order,
+            actor=request.user,
+            reason=body.validated_data.get("reason", ""),
+        )
+        return Response(s.OrderSerializer(order, context={"request": request}).data)
+
+    @extend_schema(request=s.ShipSerializer, responses=s.OrderSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    def ship(self, request, pk=None):
+        order = self.get_object()
+        body = s.ShipSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.ship_order(
+            order=order,
+            actor=request.user,
+            carrier=body.validated_data.get("carrier", ""),
+            tracking=body.validated_data.get("tracking", ""),
+        )
+        return Response(s.OrderSerializer(order, context={"request": request}).data)

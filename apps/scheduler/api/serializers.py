@@ -1,0 +1,289 @@
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from apps.scheduler.models import (
+    Image,
+    Slot,
+    SlotState,
+    Task,
+    TaskKind,
+    Warehouse,
+    Worker,
+    WorkerKind,
+)
+from apps.scheduler.services.leases import CARD_FAILURES, EVENT_TYPES
+from workers.creator.capacity import usable_bytes
+
+SHA256 = r"^[0-9a-f]{64}$"
+HOST = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$"
+
+
+class SlotSpecSerializer(serializers.Serializer):
+    name = serializers.RegexField(r"^[\w.-]{1,50}$")
+    device_path = serializers.CharField(max_length=255)
+
+
+class RegisterSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=WorkerKind.choices)
+    host = serializers.RegexField(HOST, help_text=_("The machine's host name."))
+    version = serializers.CharField(max_length=50, required=False, default="")
+    capabilities = serializers.DictField(required=False, default=dict)
+    slots = SlotSpecSerializer(many=True, required=False)
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    capabilities = serializers.DictField(required=False)
+
+
+class SlotSerializer(serializers.ModelSerializer):
+    host = serializers.CharField(source="worker.host", read_only=True)
+
+    class Meta:
+        model = Slot
+        fields = [
+            "id",
+            "host",
+            "name",
+            "device_path",
+            "state",
+            "percent",
+            "card_capacity",
+            "card_serial",
+            "task",
+            "message",
+            "updated_at",
+        ]
+
+
+class SlotReportSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=SlotState.choices)
+    percent = serializers.FloatField(min_value=0, max_value=100, default=0)
+    card_capacity = serializers.IntegerField(
+        min_value=0, required=False, allow_null=True
+    )
+    card_serial = serializers.CharField(max_length=100, required=False, default="")
+    message = serializers.CharField(max_length=255, required=False, default="")
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    account = serializers.CharField(source="account.username", read_only=True)
+    online = serializers.BooleanField(read_only=True)
+    slots = SlotSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Worker
+        fields = [
+            "id",
+            "account",
+            "kind",
+            "host",
+            "version",
+            "capabilities",
+            "online",
+            "last_seen",
+            "offline_since",
+            "registered_at",
+            "slots",
+        ]
+
+
+class WarehouseSerializer(serializers.ModelSerializer):
+    online = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Warehouse
+        fields = [
+            "id",
+            "name",
+            "ftp_url",
+            "download_url",
+            "capacity_bytes",
+            "free_bytes",
+            "last_seen",
+            "online",
+        ]
+        read_only_fields = ["id", "last_seen", "online"]
+
+
+class WarehouseHeartbeatSerializer(serializers.Serializer):
+    name = serializers.RegexField(r"^[\w.-]{1,100}$")
+    ftp_url = serializers.RegexField(r"^ftps?://[^/\s]+/?$")
+    download_url = serializers.URLField(required=False, allow_blank=True, default="")
+    capacity_bytes = serializers.IntegerField(min_value=0)
+    free_bytes = serializers.IntegerField(min_value=0)
+
+
+class ReceivedSerializer(serializers.Serializer):
+    path = serializers.CharField(max_length=400)
+    size = serializers.IntegerField(min_value=0)
+    sha256 = serializers.RegexField(SHA256)
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    path = serializers.CharField(read_only=True)
+    bmap_path = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Image
+        fields = [
+            "id",
+            "order",
+            "warehouse",
+            "file_name",
+            "path",
+            "size",
+            "sha256",
+            "bmap_name",
+            "bmap_path",
+            "bmap_size",
+            "bmap_sha256",
+            "state",
+            "created_at",
+            "verified_at",
+        ]
+
+
+class DeclareImageSerializer(serializers.Serializer):
+    lease_id = serializers.UUIDField()
+    file_name = serializers.RegexField(r"^[\w.-]{1,200}\.img$")
+    size = serializers.IntegerField(min_value=1)
+    sha256 = serializers.RegexField(SHA256)
+    bmap_name = serializers.RegexField(r"^[\w.-]{1,200}\.bmap$")
+    bmap_size = serializers.IntegerField(min_value=1)
+    bmap_sha256 = serializers.RegexField(SHA256)
+
+
+class ClaimSerializer(serializers.Serializer):
+    worker = serializers.PrimaryKeyRelatedField(
+        queryset=Worker.objects.all(), help_text=_("The id registration returned.")
+    )
+    free_disk = serializers.IntegerField(min_value=0, required=False)
+    slot = serializers.CharField(max_length=50, required=False, default="")
+    card_capacity = serializers.IntegerField(min_value=1, required=False)
+    card_serial = serializers.CharField(max_length=100, required=False, default="")
+
+    def validate_worker(self, worker):
+        if worker.account_id != self.context["request"].user.pk:
+            raise serializers.ValidationError(_("This worker is not yours."))
+        return worker
+
+
+class RenewSerializer(serializers.Serializer):
+    lease_id = serializers.UUIDField()
+    phase = serializers.CharField(max_length=40, required=False)
+    percent = serializers.FloatField(min_value=0, max_value=100, required=False)
+
+
+class EventSerializer(serializers.Serializer):
+    lease_id = serializers.UUIDField()
+    event_id = serializers.UUIDField(
+        help_text=_("Chosen by the worker; sending the same id twice is a no-op.")
+    )
+    type = serializers.ChoiceField(choices=sorted(EVENT_TYPES))
+    phase = serializers.CharField(max_length=40, required=False)
+    percent = serializers.FloatField(min_value=0, max_value=100, required=False)
+    text = serializers.CharField(required=False, allow_blank=True, max_length=65536)
+    error = serializers.CharField(required=False, max_length=2000)
+    retryable = serializers.BooleanField(required=False, default=True)
+    reason = serializers.ChoiceField(choices=sorted(CARD_FAILURES), required=False)
+    message = serializers.CharField(required=False, max_length=500)
+    result = serializers.DictField(required=False)
+
+
+class LogSerializer(serializers.Serializer):
+    lease_id = serializers.UUIDField()
+    event_id = serializers.UUIDField(required=False)
+    text = serializers.CharField(max_length=65536, trim_whitespace=False)
+
+
+class LeaseSerializer(serializers.Serializer):
+    lease_id = serializers.UUIDField()
+    lease_expires_at = serializers.DateTimeField()
+    cancel = serializers.BooleanField(source="cancel_requested")
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    order_status = serializers.CharField(source="order.status", read_only=True)
+    worker = serializers.StringRelatedField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "order",
+            "order_status",
+            "kind",
+            "status",
+            "phase",
+            "percent",
+            "attempts",
+            "max_attempts",
+            "copy_number",
+            "host",
+            "worker",
+            "slot",
+            "lease_expires_at",
+            "cancel_requested",
+            "card_capacity",
+            "card_serial",
+            "card_failures",
+            "card_budget",
+            "error",
+            "result",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class TaskDetailSerializer(TaskSerializer):
+    log_tail = serializers.CharField()
+
+    class Meta(TaskSerializer.Meta):
+        fields = [*TaskSerializer.Meta.fields, "log_tail"]
+
+
+class WorkTaskSerializer(serializers.ModelSerializer):
+    """What a worker needs to do a task it claimed."""
+
+    lease_id = serializers.UUIDField()
+    lease_expires_at = serializers.DateTimeField()
+    work = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "order",
+            "kind",
+            "status",
+            "lease_id",
+            "lease_expires_at",
+            "copy_number",
+            "host",
+            "work",
+        ]
+
+    def get_work(self, task) -> dict:
+        if task.kind == TaskKind.CREATE:
+            order = task.order
+            return {
+                "config": order.config,
+                "card_size_gb": order.card_size_gb,
+                "image_bytes": usable_bytes(order.card_size_gb),
+                "warehouse": task.warehouse.ftp_url if task.warehouse else None,
+                "upload_folder": f"orders/{order.pk}",
+            }
+        image = task.image
+        return {
+            "image": ImageSerializer(image).data if image else None,
+            "warehouse": image.warehouse.ftp_url if image else None,
+        }
+
+
+class DiagnosisSerializer(serializers.Serializer):
+    task = serializers.UUIDField()
+    status = serializers.CharField()
+    running = serializers.BooleanField()
+    reasons = serializers.ListField(child=serializers.CharField())
