@@ -33,10 +33,11 @@ for backend in sqlite postgres mongodb; do
 done
 
 # Everything once on SQLite; the database-backed apps again on the two servers.
-# workers/, ftp/ and whost/ never touch the database, so one run covers them.
+# workers/, ftp/ and whost/ never touch the database, so one run covers them;
+# tests/ holds the live-server tests of the API client.
 run_suite sqlite
-run_suite postgres apps
-run_suite mongodb apps
+run_suite postgres apps tests
+run_suite mongodb apps tests
 
 if [ ${#failed[@]} -ne 0 ]; then
   echo "FAILED on: ${failed[*]}" >&2

@@ -81,4 +81,7 @@ def configure() -> None:
         if "DATABASE_URL" not in os.environ:
             os.environ["DATABASE_URL"] = start_secantusdb() + "/imager"
     else:
-        os.environ.setdefault("DATABASE_URL", "sqlite:///:memory:")
+        # A file, never ":memory:": pytest-django hands an in-memory connection
+        # to the live server's threads, and SQLite breaks when two threads use it.
+        data = os.environ["IMAGER_DATA_DIR"]
+        os.environ.setdefault("DATABASE_URL", f"sqlite:///{data}/imager.sqlite3")

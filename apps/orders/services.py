@@ -130,27 +130,30 @@ def record(order: Order, status: str, *, actor=None, message: str = "") -> None:
 def move_order(
     order: Order, to: str, *, actor=None, message: str = "", **fields
 ) -> bool:
-    """Move ``order`` to status ``to`` if it is allowed from its current status.
+    """Move ``order`` to status ``to`` if that is allowed from its current status.
 
-    Returns False (and changes nothing) when another process moved it first or the
-    transition is not allowed; ``order`` is refreshed either way.
+    Optimistic: the update is conditional on the status we read. If another
+    process moved the order first, we read it again and retry while the move is
+    still allowed. Returns whether this call moved it; ``order`` is refreshed.
     """
-    current = order.status
-    if not order.can_move(to):
-        return False
-    now = timezone.now()
-    changes = {"status": to, "updated_at": now, **fields}
-    if to in OrderStatus.TERMINAL or (
-        to == OrderStatus.BUILT and order.kind == OrderKind.DOWNLOAD
-    ):
-        changes.setdefault(
-            "expires_at", now + timedelta(days=settings.ORDER_RETENTION_DAYS)
-        )
-    moved = Order.objects.filter(pk=order.pk, status=current).update(**changes)
-    order.refresh_from_db()
-    if moved:
-        record(order, to, actor=actor, message=message)
-    return bool(moved)
+    for _attempt in range(3):
+        current = order.status
+        if not order.can_move(to):
+            return False
+        now = timezone.now()
+        changes = {"status": to, "updated_at": now, **fields}
+        if to in OrderStatus.TERMINAL or (
+            to == OrderStatus.BUILT and order.kind == OrderKind.DOWNLOAD
+        ):
+            changes.setdefault(
+                "expires_at", now + timedelta(days=settings.ORDER_RETENTION_DAYS)
+            )
+        moved = Order.objects.filter(pk=order.pk, status=current).update(**changes)
+        order.refresh_from_db()
+        if moved:
+            record(order, to, actor=actor, message=message)
+            return True
+    return False
 
 
 def cancel_order(*, order: Order, actor, reason: str = "") -> Order:
