@@ -198,7 +198,13 @@ def _database() -> dict:
         if DATABASE_SCHEME == "sqlite":
             # SQLite waits for a lock instead of failing at once when the web
             # process and a job write together.
-            config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+            # WAL lets readers go on while one process writes (web, jobs and
+            # the sweeper share the embedded database).
+            config["OPTIONS"] = {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            }
             config["CONN_MAX_AGE"] = 0
         return config
     env.error(

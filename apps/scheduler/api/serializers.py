@@ -182,7 +182,9 @@ class EventSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=sorted(EVENT_TYPES))
     phase = serializers.CharField(max_length=40, required=False)
     percent = serializers.FloatField(min_value=0, max_value=100, required=False)
-    text = serializers.CharField(required=False, allow_blank=True, max_length=65536)
+    text = serializers.CharField(
+        required=False, allow_blank=True, max_length=65536, trim_whitespace=False
+    )
     error = serializers.CharField(required=False, max_length=2000)
     retryable = serializers.BooleanField(required=False, default=True)
     reason = serializers.ChoiceField(choices=sorted(CARD_FAILURES), required=False)

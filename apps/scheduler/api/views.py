@@ -1,5 +1,6 @@
 from uuid import uuid4
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -128,12 +129,10 @@ class TaskViewSet(
 
     def held_task(self, pk) -> Task:
         """A task the caller's workers hold; any other is 404 (not theirs to see)."""
-        return get_object_or_404(
-            Task.objects.select_related("order", "image__warehouse", "warehouse"),
-            pk=pk,
-            worker__account=self.request.user,
-            status__in=TaskStatus.HELD,
-        )
+        task = get_object_or_404(Task, pk=pk, status__in=TaskStatus.HELD)
+        if task.worker is None or task.worker.account_id != self.request.user.pk:
+            raise Http404
+        return task
 
     def leased_task(self, pk) -> Task:
         """A task of a kind the caller works on. Whether it may change it is the
@@ -143,11 +142,9 @@ class TaskViewSet(
             Role.DOWNLOADER: [TaskKind.DOWNLOAD],
             Role.WRITER: [TaskKind.DOWNLOAD, TaskKind.WRITE],
         }[self.request.user.role]
-        return get_object_or_404(
-            Task.objects.select_related("order", "worker", "image", "warehouse"),
-            pk=pk,
-            kind__in=kinds,
-        )
+        # Plain lookups by id on this hot path: on MongoDB select_related
+        # joins the whole collection before filtering.
+        return get_object_or_404(Task, pk=pk, kind__in=kinds)
 
     def lease_holder(self, task) -> Worker:
         """The caller's worker that holds ``task``; otherwise the lease is lost

@@ -45,6 +45,16 @@ def lease_lost(task: Task) -> Conflict:
     )
 
 
+def holds(task: Task, lease_id, now) -> bool:
+    """What the row we read says; the fenced update below is what decides."""
+    return (
+        str(task.lease_id) == str(lease_id)
+        and task.status in TaskStatus.HELD
+        and task.lease_expires_at is not None
+        and task.lease_expires_at > now
+    )
+
+
 def _fenced(task: Task, held_by, now, /, **changes) -> None:
     """Apply ``changes`` only while the lease ``held_by`` still holds the task."""
     updated = Task.objects.filter(
@@ -101,6 +111,8 @@ def report_event(
     if TaskEvent.objects.filter(task=task, event_id=event_id).exists():
         return task, True
     now = timezone.now()
+    if not holds(task, lease_id, now):
+        raise lease_lost(task)
     handler = HANDLERS[type]
     try:
         after = handler(task, lease_id, now, data)
