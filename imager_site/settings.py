@@ -266,6 +266,10 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:6379/0", "ASYNC": False}}
 
+# Our code queues jobs in transaction.on_commit itself (apps.notifications);
+# django-rq must then enqueue at once rather than defer a second time.
+RQ = {"COMMIT_MODE": "auto"}
+
 # --- API and tokens -----------------------------------------------------------------
 
 AUTH_THROTTLE_RATE = env.string("AUTH_THROTTLE_RATE", "10/min")

@@ -8,6 +8,7 @@ rows, renders translated templates and sends. Without Redis the job runs at once
 import logging
 
 import django_rq
+from django.conf import settings
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,11 @@ def notify(kind: str, **context) -> None:
     def enqueue():
         from apps.notifications.jobs import send_notification
 
+        # ASYNC is read here, not at import, so settings can switch it.
+        is_async = settings.RQ_QUEUES["default"].get("ASYNC", True)
         try:
-            django_rq.get_queue("default").enqueue(send_notification, kind, context)
+            queue = django_rq.get_queue("default", is_async=is_async)
+            queue.enqueue(send_notification, kind, context)
         except Exception:
             # A lost e-mail must not fail the request that caused it.
             log.exception("could not queue the %s notification", kind)
