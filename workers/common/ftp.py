@@ -1,0 +1,180 @@
+"""Resumable FTP transfers to and from the warehouse (DESIGN 6).
+
+The password is an API access token, asked for at each connection (a transfer may
+outlive a token). An interrupted upload is resumed from the size the warehouse reports
+for it (``SIZE`` answers the size of the ``.part`` file) with ``REST`` + ``STOR``; an
+interrupted download from the size of the local ``.part`` file with ``REST`` + ``RETR``.
+Connection failures are retried with a growing pause; a refusal (5xx) is not.
+"""
+
+import ftplib
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+BLOCK = 1024 * 1024
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+
+
+class FtpError(Exception):
+    """The warehouse refused the transfer, or it failed after every retry."""
+
+
+class TransferCanceled(Exception):
+    """``cancel()`` returned True during the transfer."""
+
+
+def connect(url: str, username: str, password: str, timeout: float = 60) -> ftplib.FTP:
+    parts = urlsplit(url)
+    if parts.scheme not in {"ftp", "ftps"} or not parts.hostname:
+        raise FtpError(f"expected ftp://HOST:PORT or ftps://HOST:PORT, got {url!r}")
+    # FTP is the warehouse's protocol (DESIGN 1); ftps:// encrypts both channels.
+    if parts.scheme == "ftps":
+        ftp = ftplib.FTP_TLS(timeout=timeout)  # noqa: S321
+    else:
+        ftp = ftplib.FTP(timeout=timeout)  # noqa: S321
+    ftp.connect(parts.hostname, parts.port or 21)
+    if isinstance(ftp, ftplib.FTP_TLS):
+        ftp.auth()
+        ftp.login(username, password)
+        ftp.prot_p()  # the data connection is encrypted too
+    else:
+        ftp.login(username, password)
+    ftp.voidcmd("TYPE I")
+    return ftp
+
+
+def remote_size(ftp: ftplib.FTP, path: str) -> int | None:
+    try:
+        return ftp.size(path)
+    except ftplib.error_perm:
+        return None
+
+
+def _retrying(what: str, attempts: int, pause: float, step: Callable[[], bool]) -> None:
+    """Run ``step`` until it returns True; retry connection-level failures."""
+    delay = pause
+    for attempt in range(1, attempts + 1):
+        try:
+            if step():
+                return
+        except TransferCanceled:
+            raise
+        except ftplib.error_perm as exc:
+            raise FtpError(f"{what}: the warehouse refused: {exc}") from exc
+        except (OSError, EOFError, ftplib.Error) as exc:
+            if attempt == attempts:
+                raise FtpError(f"{what}: failed {attempts} times; last: {exc}") from exc
+            log.warning("%s interrupted (%s); resuming in %.0f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 60)
+    raise FtpError(f"{what}: incomplete after {attempts} attempts")
+
+
+def upload(
+    url: str,
+    username: str,
+    password: Callable[[], str],
+    local: Path,
+    remote: str,
+    *,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    attempts: int = 6,
+    pause: float = 2,
+) -> None:
+    """Upload ``local`` to ``remote``, resuming where the warehouse stopped."""
+    total = local.stat().st_size
+
+    def step() -> bool:
+        ftp = connect(url, username, password())
+        try:
+            offset = remote_size(ftp, remote) or 0
+            if offset > total:
+                offset = 0  # a different, longer file: start again
+            if offset == total and total:
+                return True
+            done = offset
+
+            def sent(block: bytes) -> None:
+                nonlocal done
+                done += len(block)
+                if progress:
+                    progress(done, total)
+                if cancel and cancel():
+                    raise TransferCanceled
+
+            with open(local, "rb") as handle:
+                handle.seek(offset)
+                ftp.storbinary(
+                    f"STOR {remote}", handle, BLOCK, sent, rest=offset or None
+                )
+            return remote_size(ftp, remote) == total
+        finally:
+            _close(ftp)
+
+    _retrying(f"upload of {remote}", attempts, pause, step)
+
+
+def download(
+    url: str,
+    username: str,
+    password: Callable[[], str],
+    remote: str,
+    local: Path,
+    *,
+    size: int | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    attempts: int = 6,
+    pause: float = 2,
+) -> None:
+    """Download ``remote`` to ``local`` through ``local.part``, resuming it."""
+    part = local.with_name(local.name + ".part")
+
+    def step() -> bool:
+        ftp = connect(url, username, password())
+        try:
+            total = size if size is not None else remote_size(ftp, remote)
+            offset = part.stat().st_size if part.exists() else 0
+            if total is not None and offset > total:
+                part.unlink()
+                offset = 0
+            done = offset
+            with open(part, "ab") as handle:
+
+                def received(block: bytes) -> None:
+                    nonlocal done
+                    handle.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total or done)
+                    if cancel and cancel():
+                        raise TransferCanceled
+
+                if total is None or offset < total:
+                    ftp.retrbinary(
+                        f"RETR {remote}", received, BLOCK, rest=offset or None
+                    )
+                handle.flush()
+                os.fsync(handle.fileno())
+            if total is not None and part.stat().st_size != total:
+                return False
+            os.replace(part, local)
+            return True
+        finally:
+            _close(ftp)
+
+    _retrying(f"download of {remote}", attempts, pause, step)
+
+
+def _close(ftp: ftplib.FTP) -> None:
+    try:
+        ftp.quit()
+    except (OSError, EOFError, ftplib.Error):
+        ftp.close()
