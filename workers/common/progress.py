@@ -1,0 +1,51 @@
+"""Progress of long work for people: a bar per phase in a terminal, a log line per
+step of 10% otherwise (services, CI logs)."""
+
+import logging
+import sys
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class PhaseBar:
+    def __init__(self, label: str, mode: str = "auto", stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if self.stream.isatty() else "log"
+        self.mode = mode
+        self.phase: str | None = None
+        self.bar: tqdm | None = None
+        self.logged = -10.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def update(self, phase: str, percent: float) -> None:
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.logged = -10.0
+            if self.mode == "bar":
+                self.bar = tqdm(
+                    total=100,
+                    desc=f"{self.label}: {phase}",
+                    unit="%",
+                    file=self.stream,
+                    bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+                )
+        if self.bar is not None:
+            self.bar.update(max(0.0, percent - self.bar.n))
+        elif percent >= self.logged + 10 or percent >= 100 > self.logged:
+            self.logged = percent
+            log.info("%s: %s %.0f%%", self.label, phase, percent)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
