@@ -1,0 +1,222 @@
+"""Flash engine benchmark: our engine against dd on the same loop device, as root.
+
+    .venv/bin/python bench/flash_bench.py [--size-mib 1024] [--mapped 0.5]
+        [--dir DIR] [--repeat 3] [--loop-direct-io on|off]
+
+One sparse image (random data in extents of 64 KiB-8 MiB, ``--mapped`` of it
+data), one loop device over a preallocated file. Rows: full-image write (engine
+without bmap vs ``dd bs=4M oflag=direct conv=fsync``), bmap write, verify (engine,
+bmap checksums and whole-image compare) vs ``dd iflag=direct`` read, bmaptool copy
+for reference. Each engine run is a child process that reports its own peak RSS
+(VmHWM). The median of ``--repeat`` runs is shown; MB = 10^6 bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from workers.common.bmap import create_bmap  # noqa: E402
+
+MiB = 1024 * 1024
+
+# Runs in a child so each engine run has its own peak RSS (a fork of this process
+# would start with our memory).
+CHILD = """
+import json, sys, time
+from workers.writer.flash import flash, verify
+op, image, device, bmap = sys.argv[1:5]
+started = time.perf_counter()
+if op == "write-full":
+    done = flash(image, device, verify=False).bytes_written
+elif op == "write-bmap":
+    done = flash(image, device, bmap, verify=False).bytes_written
+elif op == "verify-bmap":
+    done = verify(device, bmap)
+else:
+    done = verify(device, image)
+seconds = time.perf_counter() - started
+status = open("/proc/self/status").read()
+hwm = int(status.split("VmHWM:")[1].split()[0])
+print(json.dumps({"bytes": done, "seconds": seconds, "hwm_kib": hwm}))
+"""
+
+
+def make_image(path: Path, size: int, mapped: float, seed: int = 7) -> None:
+    """Sparse image: data extents of 64 KiB-8 MiB separated by holes."""
+    rng = random.Random(seed)  # noqa: S311 - test data
+    with open(path, "wb") as out:
+        out.truncate(size)
+        pos = 0
+        while pos < size:
+            extent = min(rng.choice((64 * 1024, MiB, 4 * MiB, 8 * MiB)), size - pos)
+            out.seek(pos)
+            out.write(rng.randbytes(extent))
+            hole = int(extent * (1 - mapped) / mapped) if mapped < 1 else 0
+            pos += extent + hole // 4096 * 4096
+
+
+def engine(op: str, image: Path, device: str, bmap: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, op, str(image), device, str(bmap)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--mapped", type=float, default=0.5, help="data fraction")
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="scratch folder")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--loop-direct-io", choices=("on", "off"), default="on")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("error: run as root (the benchmark attaches a loop device)")
+    size = args.size_mib * MiB
+
+    work = Path(tempfile.mkdtemp(prefix="flash-bench-", dir=args.dir))
+    device = None
+    try:
+        image, bmap_path = work / "bench.img", work / "bench.bmap"
+        make_image(image, size, args.mapped)
+        started = time.perf_counter()
+        bmap = create_bmap(image, bmap_path)
+        map_seconds = time.perf_counter() - started
+        card = work / "card.raw"
+        with open(card, "wb") as out:
+            os.posix_fallocate(out.fileno(), 0, size)
+        device = subprocess.run(
+            ["losetup", "-f", "--show", f"--direct-io={args.loop_direct_io}", card],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        blocks = str(size // (4 * MiB))
+        dd_write = ["dd", f"if={image}", f"of={device}", "bs=4M", "oflag=direct"]
+        dd_write += ["conv=fsync", "status=none"]
+        dd_read = ["dd", f"if={device}", "of=/dev/null", "bs=4M", "iflag=direct"]
+        dd_read += [f"count={blocks}", "status=none"]
+        bmaptool = ["bmaptool", "-q", "copy", "--bmap", str(bmap_path), str(image)]
+        bmaptool.append(device)
+        # Warm-up: page-cache the image and write every block of the card once,
+        # so no run pays for first-time allocation or reading the image from disk.
+        timed(["cat", str(image)])
+        timed(dd_write)
+
+        runs: dict[str, list[float]] = {}
+        peaks: list[int] = []
+
+        def run_dd() -> None:
+            runs.setdefault("dd-write", []).append(timed(dd_write))
+            runs.setdefault("dd-read", []).append(timed(dd_read))
+
+        for round_ in range(args.repeat):
+            if round_ % 2:  # alternate who goes first: the machine may be shared
+                run_dd()
+            for op in ("write-full", "write-bmap", "verify-bmap", "verify-full"):
+                if op == "verify-bmap":  # the card must hold the image for verify
+                    engine("write-full", image, device, bmap_path)
+                result = engine(op, image, device, bmap_path)
+                runs.setdefault(op, []).append(result["seconds"])
+                peaks.append(result["hwm_kib"])
+            if not round_ % 2:
+                run_dd()
+            if shutil.which("bmaptool"):
+                runs.setdefault("bmaptool", []).append(timed(bmaptool))
+
+        best = {name: statistics.median(times) for name, times in runs.items()}
+        mapped = bmap.mapped_bytes
+
+        def rate(nbytes: int, seconds: float) -> float:
+            return nbytes / 1e6 / seconds
+
+        rows = [
+            ("dd write, full image", size, best["dd-write"], "1.00 x"),
+            (
+                "engine write, full image",
+                size,
+                best["write-full"],
+                f"{best['dd-write'] / best['write-full']:.2f} x dd speed",
+            ),
+            (
+                "engine write, bmap",
+                mapped,
+                best["write-bmap"],
+                f"{mapped / size:.2f} x bytes, "
+                f"{best['dd-write'] / best['write-bmap']:.2f} x faster than dd",
+            ),
+            ("dd read (iflag=direct)", size, best["dd-read"], "1.00 x"),
+            (
+                "engine verify, bmap sha256",
+                mapped,
+                best["verify-bmap"],
+                f"{rate(mapped, best['verify-bmap']) / rate(size, best['dd-read']):.2f}"
+                " x dd read speed",
+            ),
+            (
+                "engine verify, vs image",
+                size,
+                best["verify-full"],
+                f"{rate(size, best['verify-full']) / rate(size, best['dd-read']):.2f}"
+                " x dd read speed",
+            ),
+        ]
+        if "bmaptool" in best:
+            rows.append(
+                (
+                    "bmaptool copy, bmap (ref.)",
+                    mapped,
+                    best["bmaptool"],
+                    f"{best['bmaptool'] / best['write-bmap']:.2f} x engine time",
+                )
+            )
+        print(
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+            f"{os.cpu_count()} cores, Linux {platform.release()}; image "
+            f"{size / MiB:.0f} MiB, {mapped / size:.1%} mapped; loop direct-io="
+            f"{args.loop_direct_io}; median of {args.repeat}; load average "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"bmap created in {map_seconds:.2f} s ({rate(size, map_seconds):.0f} MB/s)"
+        )
+        print(f"{'operation':28} {'MB':>8} {'seconds':>8} {'MB/s':>8}  ratio")
+        for name, nbytes, seconds, ratio in rows:
+            print(
+                f"{name:28} {nbytes / 1e6:8.0f} {seconds:8.2f} "
+                f"{rate(nbytes, seconds):8.0f}  {ratio}"
+            )
+        print(f"engine peak RSS (VmHWM): {max(peaks) / 1024:.1f} MiB")
+    finally:
+        if device:
+            subprocess.run(["losetup", "-d", device], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
