@@ -166,6 +166,30 @@ class ApiClient:
             token = self._access
         return self._send(method, path, token=token, **kwargs)
 
+    def request_as(self, token: str, method: str, path: str, **kwargs):
+        """Send a request with someone else's access token: the warehouse asks
+        the API what a user may do with that user's own token. No renewal."""
+        return self._send(method, path, token=token, **kwargs)
+
+    def download(self, path: str, target) -> int:
+        """Stream a file answer to ``target``; returns its size."""
+        url = urljoin(self.base, path.lstrip("/"))
+        headers = {"Authorization": f"Bearer {self.access_token}"}
+        try:
+            with self.session.get(
+                url, headers=headers, timeout=self.timeout, stream=True
+            ) as response:
+                if not response.ok:
+                    self._decode(response, "GET", path)
+                size = 0
+                with open(target, "wb") as handle:
+                    for chunk in response.iter_content(1024 * 1024):
+                        handle.write(chunk)
+                        size += len(chunk)
+                return size
+        except requests.RequestException as exc:
+            raise ApiError(0, f"cannot reach the API at {url}: {exc}") from exc
+
     def get(self, path: str, **params):
         return self.request("GET", path, params=params or None)
 

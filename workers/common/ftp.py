@@ -134,7 +134,8 @@ def download(
     attempts: int = 6,
     pause: float = 2,
 ) -> None:
-    """Download ``remote`` to ``local`` through ``local.part``, resuming it."""
+    """Download ``remote`` to ``local`` through ``local.part``, resuming it; the
+    file is written sparse."""
     part = local.with_name(local.name + ".part")
 
     def step() -> bool:
@@ -146,23 +147,32 @@ def download(
                 part.unlink()
                 offset = 0
             done = offset
-            with open(part, "ab") as handle:
+            # Blocks of zeros become holes: an SD-card image is mostly empty, and
+            # the writer host's disk need only hold what the card will get.
+            with open(part, "r+b" if part.exists() else "wb") as handle:
+                handle.seek(offset)
 
                 def received(block: bytes) -> None:
                     nonlocal done
-                    handle.write(block)
+                    if block.count(0) == len(block):
+                        handle.seek(len(block), os.SEEK_CUR)
+                    else:
+                        handle.write(block)
                     done += len(block)
                     if progress:
                         progress(done, total or done)
                     if cancel and cancel():
                         raise TransferCanceled
 
-                if total is None or offset < total:
-                    ftp.retrbinary(
-                        f"RETR {remote}", received, BLOCK, rest=offset or None
-                    )
-                handle.flush()
-                os.fsync(handle.fileno())
+                try:
+                    if total is None or offset < total:
+                        ftp.retrbinary(
+                            f"RETR {remote}", received, BLOCK, rest=offset or None
+                        )
+                finally:
+                    handle.truncate(done)
+                    handle.flush()
+                    os.fsync(handle.fileno())
             if total is not None and part.stat().st_size != total:
                 return False
             os.replace(part, local)

@@ -83,6 +83,24 @@ class WorkerViewSet(
         )
         return Response(s.WorkerSerializer(worker).data)
 
+    @extend_schema(
+        responses=inline_serializer(
+            "KeepAnswer",
+            {"orders": serializers.ListField(child=serializers.UUIDField())},
+        )
+    )
+    @action(detail=True, methods=["get"])
+    def keep(self, request, pk=None):
+        """Orders whose image this worker's host must keep: a download or a copy
+        of them is still to be done there. The downloader deletes the others."""
+        worker = self.get_object()
+        orders = Task.objects.filter(
+            host=worker.host,
+            kind__in=[TaskKind.DOWNLOAD, TaskKind.WRITE],
+            status__in=TaskStatus.ACTIVE,
+        ).values_list("order_id", flat=True)
+        return Response({"orders": sorted({str(order) for order in orders})})
+
     @extend_schema(request=s.SlotReportSerializer, responses=s.SlotSerializer)
     @action(detail=True, methods=["post"], url_path=r"slots/(?P<slot_name>[\w.-]+)")
     def slot(self, request, pk=None, slot_name=None):
@@ -169,9 +187,10 @@ class TaskViewSet(
             card_capacity=data.get("card_capacity"),
             card_serial=data.get("card_serial", ""),
         )
+        # The claim's conditional update made this worker the holder, and the task
+        # in hand carries what it wrote plus its order and warehouse: reading
+        # them again would add four queries to the busiest endpoint.
         task = result.task
-        if task is not None:
-            task = self.held_task(task.pk)
         return Response(
             {
                 "task": s.WorkTaskSerializer(task).data if task else None,

@@ -90,6 +90,16 @@ def test_an_interrupted_download_resumes_from_the_local_part_file(server, tmp_pa
     assert progress.cut
 
 
+def test_downloads_are_sparse_where_the_image_is_empty(server, tmp_path):
+    url, root = server
+    data = os.urandom(1024 * 1024) + bytes(16 * 1024 * 1024) + os.urandom(1000)
+    (root / "image.img").write_bytes(data)
+    target = tmp_path / "copy.img"
+    download(url, "reader", lambda: "token", "image.img", target)
+    assert target.read_bytes() == data
+    assert target.stat().st_blocks * 512 < 4 * 1024 * 1024
+
+
 def test_a_refusal_is_not_retried_and_says_what_the_server_said(server, tmp_path):
     url, _root = server
     payload(tmp_path / "image.img")
