@@ -203,7 +203,13 @@ class PhysicalOrderWalkTests(WalkTestCase):
         order.refresh_from_db()
         self.assertEqual(order.status, "shipped")
         self.assertEqual(order.shipment_tracking, "LP123")
-        shipped_mails = [m for m in mail.outbox if "on their way" in m.subject]
+        # The recipient reads the hotspot's language (French here), the client
+        # their own (English).
+        shipped_mails = [
+            m
+            for m in mail.outbox
+            if "on their way" in m.subject or "sont expédiées" in m.subject
+        ]
         self.assertEqual(
             sorted(m.to[0] for m in shipped_mails),
             ["ada@example.org", "client@example.org"],
@@ -238,7 +244,9 @@ class DownloadOrderWalkTests(WalkTestCase):
         )
         self.assertIsNotNone(detail["expires_at"])
         self.assertFalse(Task.objects.filter(order=order, kind="download").exists())
-        ready = [m for m in mail.outbox if "ready" in m.subject]
+        ready = [
+            m for m in mail.outbox if "is ready" in m.subject or "prête" in m.subject
+        ]
         self.assertEqual(
             sorted(m.to[0] for m in ready), ["ada@example.org", "client@example.org"]
         )
