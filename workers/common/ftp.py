@@ -7,6 +7,7 @@ interrupted download from the size of the local ``.part`` file with ``REST`` + `
 Connection failures are retried with a growing pause; a refusal (5xx) is not.
 """
 
+import contextlib
 import ftplib
 import logging
 import os
@@ -56,6 +57,15 @@ def remote_size(ftp: ftplib.FTP, path: str) -> int | None:
         return None
 
 
+def make_parents(ftp: ftplib.FTP, path: str) -> None:
+    """Create the folders above ``path``; existing ones (or a server that makes
+    them itself and refuses MKD) are fine: STOR then says what is wrong."""
+    parts = path.strip("/").split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        with contextlib.suppress(ftplib.error_perm):
+            ftp.mkd("/".join(parts[:depth]))
+
+
 def _retrying(what: str, attempts: int, pause: float, step: Callable[[], bool]) -> None:
     """Run ``step`` until it returns True; retry connection-level failures."""
     delay = pause
@@ -94,6 +104,7 @@ def upload(
     def step() -> bool:
         ftp = connect(url, username, password())
         try:
+            make_parents(ftp, remote)
             offset = remote_size(ftp, remote) or 0
             if offset > total:
                 offset = 0  # a different, longer file: start again

@@ -1,0 +1,158 @@
+"""The creator worker against a live API, a real FTP server and a content server."""
+
+import hashlib
+import json
+import subprocess
+import threading
+
+import pytest
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import ThreadedFTPServer
+
+from workers.common.bmap import load_bmap
+from workers.creator.tests.conftest import publish
+from workers.creator.worker import Creator, parser
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class AnyTokenAuthorizer(DummyAuthorizer):
+    """Accepts the creator's access token as password; the real warehouse checks
+    its signature (tests/test_warehouse*.py), this one only stores files."""
+
+    def validate_authentication(self, username, password, handler):
+        if password.count(".") != 2:
+            super().validate_authentication(username, "", handler)
+
+
+@pytest.fixture
+def ftp_server(tmp_path):
+    root = tmp_path / "warehouse"
+    root.mkdir()
+    authorizer = AnyTokenAuthorizer()
+    authorizer.add_user("creator", "", str(root), perm="elradfmwMT")
+    handler = type("Handler", (FTPHandler,), {"authorizer": authorizer})
+    server = ThreadedFTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.1})
+    thread.start()
+    yield f"ftp://127.0.0.1:{server.address[1]}", root
+    server.close_all()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def world(ftp_server):
+    from apps.scheduler.testing import World
+
+    world = World()
+    world.warehouse.ftp_url = ftp_server[0]
+    world.warehouse.save()
+    return world
+
+
+def creator(live_server, tmp_path, base_image, *extra):
+    from apps.accounts.testing import PASSWORD
+
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD)
+    options = parser().parse_args(
+        [
+            "--api", live_server.url,
+            "--username", "creator",
+            "--password-file", str(secret),
+            "--work-dir", str(tmp_path / "work"),
+            "--cache-dir", str(tmp_path / "cache"),
+            "--base-image", str(base_image),
+            "--host", "builder-test",
+            "--poll", "0.2",
+            "--once",
+            "--progress", "log",
+            *extra,
+        ]
+    )  # fmt: skip
+    return Creator(options)
+
+
+def place(world, http_server, zim_files, missing=False):
+    from apps.scheduler.testing import configuration, order
+
+    base_url, state = http_server
+    contents = []
+    for zim in zim_files:
+        path = publish(state, zim)
+        contents.append(
+            {"title": zim.stem, "url": base_url + path, "size": zim.stat().st_size}
+        )
+    if missing:
+        contents.append({"title": "gone", "url": base_url + "/gone.zim", "size": 10})
+    config = configuration(world.client, contents=contents, ssid="École 42")
+    return order(world.client, config=config, kind="download", quantity=1)
+
+
+def test_the_creator_builds_uploads_and_reports_an_order(
+    live_server, tmp_path, base_image, zim_files, http_server, ftp_server, world
+):
+    from apps.scheduler.models import Image, Task
+
+    placed = place(world, http_server, zim_files)
+    assert creator(live_server, tmp_path, base_image).run() == 0
+
+    task = Task.objects.get(order=placed)
+    assert task.status == "succeeded", task.error
+    image = Image.objects.get(order=placed)
+    folder = ftp_server[1] / "orders" / str(placed.pk)
+    uploaded = folder / image.file_name
+    sha = hashlib.sha256()
+    with open(uploaded, "rb") as handle:
+        while chunk := handle.read(8 * 1024 * 1024):
+            sha.update(chunk)
+    assert sha.hexdigest() == image.sha256 == task.result["sha256"]
+    assert uploaded.stat().st_size == image.size == 7_436_500_992  # an 8 GB card
+    bmap = load_bmap(folder / image.bmap_name)
+    assert bmap.image_size == image.size
+    assert 0 < bmap.mapped_bytes < 200 * 1024 * 1024
+
+    table = json.loads(
+        subprocess.run(
+            ["sfdisk", "-J", str(uploaded)], capture_output=True, check=True
+        ).stdout
+    )["partitiontable"]
+    assert len(table["partitions"]) == 3
+    boot = table["partitions"][0]["start"] * 512
+    config = subprocess.run(
+        ["mtype", "-i", f"{uploaded}@@{boot}", "::/hotspot.yaml"],
+        capture_output=True,
+        check=True,
+        env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"},
+    ).stdout.decode()
+    assert "École 42" in config
+    assert "zim/" in config
+    assert not (tmp_path / "work" / str(placed.pk)).exists()  # nothing left behind
+    phases = list(task.events.filter(type="claimed").values_list("type", flat=True))
+    assert phases == ["claimed"]
+
+
+def test_a_missing_content_file_fails_the_order_naming_the_url(
+    live_server, tmp_path, base_image, zim_files, http_server, world
+):
+    from apps.scheduler.models import Image, Task
+
+    placed = place(world, http_server, zim_files[:1], missing=True)
+    assert creator(live_server, tmp_path, base_image).run() == 0
+    task = Task.objects.get(order=placed)
+    assert task.status == "failed"
+    assert "/gone.zim" in task.error
+    placed.refresh_from_db()
+    assert placed.status == "failed"
+    assert not Image.objects.exists()
+    assert not (tmp_path / "work" / str(placed.pk)).exists()
+
+
+def test_bad_options_exit_2_with_one_line(tmp_path, capsys):
+    from workers.common.worker import main
+
+    code = main(Creator, parser(), ["--username", "x"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["python -m workers.creator: --api (or IMAGER_API_URL) is required"]
