@@ -2,6 +2,7 @@
 
 import django_rq
 from django.core import mail
+from django.db import connection
 from django.test import TestCase, override_settings
 from rq.worker import SimpleWorker
 
@@ -97,9 +98,11 @@ class QueueTests(TestCase):
         queue.empty()
         with self.captureOnCommitCallbacks(execute=False) as callbacks:
             placed = order(world.client)
-        self.assertEqual(queue.count, 0)  # nothing before the commit
-        for callback in callbacks:
-            callback()
+        if connection.features.supports_transactions:
+            self.assertEqual(queue.count, 0)  # nothing before the commit
+            for callback in callbacks:
+                callback()
+        # MongoDB has no transactions here: "after the commit" is at once.
         self.assertEqual(queue.count, 1)
         mail.outbox.clear()
         worker = django_rq.get_worker("default", worker_class=SimpleWorker)
