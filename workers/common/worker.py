@@ -60,6 +60,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         help="seconds between claims while idle (IMAGER_POLL, default 5)",
     )
     parser.add_argument(
+        "--renew",
+        type=float,
+        default=float(env_default("IMAGER_RENEW", 30)),
+        help="seconds between lease renewals while working (IMAGER_RENEW, "
+        "default 30; the lease lasts LEASE_SECONDS on the scheduler)",
+    )
+    parser.add_argument(
         "--once",
         action="store_true",
         help="run at most one task, then exit (for scripts and tests)",

@@ -138,7 +138,7 @@ class Creator(Worker):
         return {**super().claim_body(), **self.capabilities()}
 
     def execute(self, task: dict) -> None:
-        lease = Lease(self.api, task, interval=30)
+        lease = Lease(self.api, task, interval=self.options.renew)
         folder = self.options.work_dir / task["order"]
         bar = PhaseBar(f"order {task['order'][:8]}", mode=self.options.progress)
         try:

@@ -4,6 +4,7 @@ import hashlib
 import json
 import subprocess
 import threading
+import time
 
 import pytest
 from pyftpdlib.authorizers import DummyAuthorizer
@@ -156,3 +157,29 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["python -m workers.creator: --api (or IMAGER_API_URL) is required"]
+
+
+def test_a_cancel_during_the_build_stops_it_and_leaves_no_files(
+    live_server, tmp_path, base_image, zim_files, http_server, ftp_server, world
+):
+    from apps.orders.services import cancel_order
+    from apps.scheduler.models import Image, Task
+
+    http_server[1].delay = 0.2  # slow downloads: the cancel lands mid-build
+    placed = place(world, http_server, zim_files)
+    worker = creator(live_server, tmp_path, base_image, "--renew", "0.2")
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while Task.objects.get(order=placed).phase != "downloading content":
+            assert time.monotonic() < deadline, "the build never reached its content"
+            time.sleep(0.05)
+        cancel_order(order=placed, actor=world.client)
+    finally:
+        thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert Task.objects.get(order=placed).status == "canceled"
+    assert not Image.objects.exists()
+    assert not (tmp_path / "work" / str(placed.pk)).exists()
+    assert not any(ftp_server[1].rglob("*.img"))
