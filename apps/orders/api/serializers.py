@@ -17,9 +17,19 @@ class ContentEntrySerializer(serializers.Serializer):
 
     title = serializers.CharField(max_length=200)
     url = serializers.URLField()
-    size = serializers.IntegerField(min_value=1)
-    sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", required=False)
-    md5 = serializers.RegexField(r"^[0-9a-f]{32}$", required=False)
+    # 2**53: exact in every JSON parser, and 500 such sizes still add up to less
+    # than a 64-bit integer (MongoDB refuses bigger ones: a 500).
+    size = serializers.IntegerField(min_value=1, max_value=2**53)
+    sha256 = serializers.RegexField(
+        r"^[0-9a-f]{64}$",
+        required=False,
+        error_messages={"invalid": _("Give the 64 lowercase hex digits of a SHA-256.")},
+    )
+    md5 = serializers.RegexField(
+        r"^[0-9a-f]{32}$",
+        required=False,
+        error_messages={"invalid": _("Give the 32 lowercase hex digits of an MD5.")},
+    )
     checksum_url = serializers.URLField(required=False)
 
 
@@ -72,7 +82,18 @@ class ConfigurationSerializer(serializers.ModelSerializer):
         instance = Configuration(**{**self._current(), **attrs})
         owner = self.context["request"].user
         instance.owner = self.instance.owner if self.instance else owner
+        # An edit is not a new row: unique checks must not meet the row itself.
+        instance._state.adding = self.instance is None
         instance.full_clean(exclude=["owner", "branding_logo", "branding_favicon"])
+        # Excluding the owner skips the (owner, name) constraint: check it here, or
+        # a second configuration of the same name is an IntegrityError (500).
+        same_name = Configuration.objects.filter(
+            owner=instance.owner, name=instance.name
+        ).exclude(pk=instance.pk)
+        if same_name.exists():
+            raise serializers.ValidationError(
+                {"name": _("You already have a configuration with this name.")}
+            )
         return attrs
 
     def _current(self) -> dict:

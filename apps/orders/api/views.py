@@ -2,6 +2,7 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -9,7 +10,7 @@ from apps.accounts.models import Role
 from apps.accounts.permissions import IsStaff, has_role
 from apps.orders import services
 from apps.orders.api import serializers as s
-from apps.orders.models import Configuration, Order, OrderEvent
+from apps.orders.models import Configuration, Order, OrderEvent, OrderStatus
 from apps.scheduler.models import Task
 
 # People who design hotspots and order cards; workers and the warehouse may not.
@@ -56,6 +57,9 @@ class OrderViewSet(
         queryset = super().get_queryset()
         status = self.request.query_params.get("status")
         if status:
+            if status not in OrderStatus.values:
+                known = ", ".join(OrderStatus.values)
+                raise ValidationError({"status": [f"Use one of: {known}."]})
             queryset = queryset.filter(status=status)
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
