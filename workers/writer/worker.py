@@ -1,0 +1,455 @@
+"""The writer: one process for all card slots of a writer host.
+
+One process, one thread per slot, because the API knows one writer per host
+that owns all its slots (registration replaces the slot list, so a process per
+slot would unregister its neighbours), one udev monitor serves every slot, and
+one login keeps one token fresh. The flash engine spends its time in system
+calls and hashing, which release the GIL, so slots write at full speed side by
+side (workers/writer/tests/test_flash.py writes two cards in two threads).
+
+Per slot: wait for a card → claim a write task for this slot with the card's
+capacity → flash and verify (only the bmap's blocks, first MiB last) → report
+done or the card's failure → wait until the card is taken out → again. A card
+problem (too small, write error, verify mismatch, pulled out) fails that card,
+not the copy: the API puts the copy back in the queue for the next card.
+"""
+
+import argparse
+import hashlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from workers.common.api import ApiError, LeaseLost
+from workers.common.lease import Lease, Stop
+from workers.common.progress import PhaseBar
+from workers.common.worker import UsageError, Worker, add_common_options, env_default
+from workers.writer import flash as engine
+from workers.writer.slots import Card, SlotMonitor, card_in, parse_slots
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+REPORT_EVERY = 2.0  # seconds between slot progress reports (the UI polls anyway)
+HEARTBEAT_EVERY = 30.0  # idle slots do not claim: say we are alive
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.writer",
+        description="Write and verify SD-cards in this host's slots.",
+    )
+    add_common_options(parser)
+    parser.add_argument(
+        "--slot",
+        action="append",
+        default=[],
+        metavar="NAME=DEVICE",
+        help="a card slot and its stable device path, e.g. "
+        "slot-1=/dev/disk/by-path/pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0; "
+        "repeat for each slot (WRITER_SLOTS='a=/dev/…,b=/dev/…')",
+    )
+    parser.add_argument(
+        "--image-dir",
+        type=Path,
+        default=env_default("IMAGER_IMAGE_DIR", "var/images"),
+        help="where the downloader keeps images, <order>/<file> (IMAGER_IMAGE_DIR)",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "bar", "log"],
+        default="auto",
+        help="progress bars per slot in a terminal, log lines otherwise",
+    )
+    return parser
+
+
+class Writer(Worker):
+    kind = "writer"
+    lease_interval = 30.0
+
+    def __init__(self, options, api=None):
+        specs = list(options.slot)
+        if not specs and env_default("WRITER_SLOTS"):
+            specs = [env_default("WRITER_SLOTS")]
+        if not specs:
+            raise UsageError(
+                "give at least one --slot NAME=/dev/disk/by-path/… (or WRITER_SLOTS)"
+            )
+        try:
+            paths = parse_slots(specs)
+        except ValueError as exc:
+            raise UsageError(f"--slot {exc}") from exc
+        resolved = {}
+        for name, path in paths.items():
+            real = os.path.realpath(path)
+            if real in resolved:
+                raise UsageError(
+                    f"--slot {name} and {resolved[real]} are the same device {real}"
+                )
+            resolved[real] = name
+            if Path(path).name.startswith(("sd", "mmcblk")):
+                log.warning(
+                    "slot %s uses %s, a name the kernel may give another reader "
+                    "after a reboot; prefer a /dev/disk/by-path/ link",
+                    name,
+                    path,
+                )
+        super().__init__(options, api)
+        self.slots = {name: Slot(self, name, path) for name, path in paths.items()}
+        self.tasks_done = threading.Event()  # for --once
+        self.monitor: SlotMonitor | None = None
+
+    def capabilities(self) -> dict:
+        return {"slots": len(self.slots)}
+
+    def registration(self) -> dict:
+        return {
+            **super().registration(),
+            "slots": [
+                {"name": slot.name, "device_path": slot.path}
+                for slot in self.slots.values()
+            ],
+        }
+
+    def run(self) -> int:
+        self.register()
+        self.monitor = SlotMonitor(
+            {name: slot.path for name, slot in self.slots.items()}, self.wake
+        )
+        try:
+            self.monitor.start()
+        except (OSError, ImportError) as exc:
+            # Polling alone still works, only slower to notice a card.
+            log.warning(
+                "no udev events (%s); looking at the slots every %.0f s",
+                exc,
+                self.options.poll,
+            )
+            self.monitor = None
+        threads = [
+            threading.Thread(target=slot.run, name=f"slot-{slot.name}", daemon=True)
+            for slot in self.slots.values()
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while not self.stopping.wait(HEARTBEAT_EVERY):
+                try:
+                    self.api.post(f"api/v1/workers/{self.worker_id}/heartbeat/")
+                except ApiError as exc:
+                    log.warning("heartbeat failed: %s", exc)
+        finally:
+            self.stopping.set()
+            for slot in self.slots.values():
+                slot.wake.set()
+            # A slot that is writing finishes its card first: stopping half-way
+            # would spoil it.
+            for thread in threads:
+                thread.join()
+            if self.monitor is not None:
+                self.monitor.stop()
+            for slot in self.slots.values():
+                slot.report("offline", message="The writer is stopped.")
+        return 0
+
+    def wake(self, name: str, action: str) -> None:
+        self.slots[name].wake.set()
+
+    def task_finished(self) -> None:
+        if self.options.once:
+            self.stop()
+
+    def on_progress(self, slot: "Slot", phase: str, done: int, total: int) -> None:
+        """Called for each piece written or verified; a place for tests to act
+        at a precise moment (pull a card half-way)."""
+
+
+class Slot:
+    """One card reader and the loop that serves it."""
+
+    def __init__(self, writer: Writer, name: str, path: str):
+        self.writer = writer
+        self.api = writer.api
+        self.name = name
+        self.path = path
+        self.wake = threading.Event()
+        self.state: str | None = None
+        self.message = ""
+        self.card: Card | None = None
+        # After a card is done or failed, nothing happens until it is taken out.
+        self.spent: Card | None = None
+
+    # -- the loop --------------------------------------------------------------
+
+    def run(self) -> None:
+        writer = self.writer
+        while not writer.stopping.is_set():
+            try:
+                self.step()
+            except Exception:
+                # One slot's surprise must not stop the others; look again later.
+                log.exception("slot %s: unexpected error", self.name)
+            self.wait()
+
+    def wait(self) -> None:
+        self.wake.wait(self.writer.options.poll)
+        self.wake.clear()
+
+    def step(self) -> None:
+        """Look at the slot once and do what its state asks for."""
+        card = card_in(self.path)
+        if card is None:
+            if self.spent is not None or self.state != "empty":
+                self.spent = None
+                self.card = None
+                log.info("slot %s: empty; insert a card", self.name)
+                self.report("empty", message="Insert a card.")
+            return
+        if self.spent is not None:
+            if card == self.spent:
+                return  # still the finished card: wait for the operator
+            self.spent = None  # swapped between two looks: a new card
+        if card != self.card:
+            log.info(
+                "slot %s: card in (%s, %s)",
+                self.name,
+                gigabytes(card.capacity),
+                card.serial or "no serial",
+            )
+        self.card = card
+        try:
+            engine.check_target(self.path)
+        except engine.FlashError as exc:
+            self.finish("failed", f"{exc}. Remove the card.", card)
+            return
+        body = {
+            "worker": self.writer.worker_id,
+            "slot": self.name,
+            "card_capacity": card.capacity,
+        }
+        if card.serial:  # the API refuses a blank one
+            body["card_serial"] = card.serial
+        try:
+            answer = self.api.post("api/v1/tasks/claim/", body)
+        except ApiError as exc:
+            log.warning("slot %s: claim failed: %s", self.name, exc)
+            return
+        task = answer["task"]
+        if task is None:
+            self.idle(card, answer.get("reason") or "")
+            return
+        self.write(task, card)
+        self.writer.task_finished()
+
+    def idle(self, card: Card, reason: str) -> None:
+        """A card is in but no copy was given to it: say why, or ask for
+        another card when this one is smaller than every image here."""
+        smallest = self.smallest_local_image()
+        if smallest is not None and card.capacity < smallest:
+            self.finish(
+                "failed",
+                f"Card too small: it holds {card.capacity} bytes, the images here "
+                f"need at least {smallest}. Remove it and insert a bigger card.",
+                card,
+            )
+            return
+        message = f"Card ready ({gigabytes(card.capacity)}). {reason}".strip()
+        if (self.state, self.message) != ("card_present", message):
+            log.info("slot %s: %s", self.name, message)
+            self.report("card_present", message=message)
+
+    def smallest_local_image(self) -> int | None:
+        sizes = [
+            path.stat().st_size
+            for path in self.writer.options.image_dir.glob("*/*.img")
+            if path.is_file()
+        ]
+        return min(sizes, default=None)
+
+    # -- one copy ----------------------------------------------------------------
+
+    def write(self, task: dict, card: Card) -> None:
+        image = task["work"]["image"]
+        copy = f"copy {task.get('copy_number') or '?'} of order {task['order'][:8]}"
+        lease = Lease(self.api, task, interval=self.writer.lease_interval)
+        bar = PhaseBar(f"{self.name}", mode=self.writer.options.progress)
+        log.info("slot %s: writing %s", self.name, copy)
+        try:
+            with lease, bar:
+                result = self.flash(task, image, card, lease, bar, copy)
+                lease.event("succeeded", result=result)
+        except Stop as exc:
+            self.stopped(lease, exc, card)
+        except LeaseLost as exc:
+            self.finish("failed", f"{exc} Remove the card.", card)
+        except CardProblem as exc:
+            self.card_failed(lease, exc.reason, str(exc), card)
+        except (engine.InvalidInput, OSError) as exc:
+            # The image on this host is unusable: no card would do better.
+            self.task_failed(lease, str(exc), card)
+        except engine.FlashError as exc:
+            self.card_failed(lease, "write_error", str(exc), card)
+        except ApiError as exc:
+            self.finish("failed", f"The API failed: {exc}. Remove the card.", card)
+        except Exception as exc:
+            # A bug must not leave the task held until its lease expires, nor
+            # let the slot claim the next copy for a card in an unknown state.
+            log.exception("slot %s: writing failed unexpectedly", self.name)
+            self.task_failed(lease, f"the writer failed: {exc!r}", card)
+        else:
+            self.finish(
+                "done",
+                f"{copy.capitalize()} written and verified: remove the card "
+                "and insert the next one.",
+                card,
+            )
+
+    def flash(self, task, image, card: Card, lease: Lease, bar, copy: str) -> dict:
+        folder = self.writer.options.image_dir / task["order"]
+        image_path = folder / image["file_name"]
+        bmap_path = folder / image["bmap_name"] if image.get("bmap_name") else None
+        self.check_image(image, image_path, bmap_path)
+        if card.capacity < image["size"]:
+            raise CardProblem(
+                "too_small",
+                f"the card holds {card.capacity} bytes but the image needs "
+                f"{image['size']}: use a bigger card",
+            )
+        last = {"at": 0.0, "phase": ""}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            lease.check()  # a cancel or a lost lease stops the copy here
+            percent = 100.0 * done / total if total else 100.0
+            lease.progress(phase, percent)
+            bar.update(phase, percent)
+            now = time.monotonic()
+            if phase != last["phase"] or now - last["at"] >= REPORT_EVERY:
+                last.update(at=now, phase=phase)
+                doing = "Writing" if phase == "writing" else "Verifying"
+                self.report(
+                    phase,
+                    percent=percent,
+                    message=f"{doing} {copy}: do not remove the card.",
+                )
+            self.writer.on_progress(self, phase, done, total)
+
+        try:
+            result = engine.flash(image_path, self.path, bmap_path, progress=progress)
+        except engine.CardTooSmall as exc:
+            raise CardProblem("too_small", str(exc)) from None
+        except engine.CardRemoved as exc:
+            raise CardProblem("removed", str(exc)) from None
+        except engine.VerifyMismatch as exc:
+            raise CardProblem("verify_mismatch", str(exc)) from None
+        return {
+            "slot": self.name,
+            "card_capacity": card.capacity,
+            "card_serial": card.serial,
+            "bytes_written": result.bytes_written,
+            "bytes_verified": result.bytes_verified,
+            "write_seconds": round(result.write_seconds, 3),
+            "verify_seconds": round(result.verify_seconds, 3),
+            "io_retries": result.io_retries,
+        }
+
+    def check_image(self, image: dict, path: Path, bmap_path: Path | None) -> None:
+        """The downloader verified the image; check it is still whole (size,
+        and the small bmap's hash: its range checksums then vouch for the card)."""
+        hint = "the writer's --image-dir must be the downloader's"
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise engine.InvalidInput(f"{path} is missing: {hint}") from None
+        if size != image["size"]:
+            raise engine.InvalidInput(
+                f"{path} has {size} bytes, the image {image['size']}: it was "
+                "changed after the download; let the downloader fetch it again"
+            )
+        if bmap_path is None:
+            return
+        try:
+            digest = hashlib.sha256(bmap_path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            raise engine.InvalidInput(f"{bmap_path} is missing: {hint}") from None
+        if image.get("bmap_sha256") and digest != image["bmap_sha256"]:
+            raise engine.InvalidInput(
+                f"{bmap_path} does not match the sha256 the creator declared; "
+                "let the downloader fetch it again"
+            )
+
+    # -- outcomes ----------------------------------------------------------------
+
+    def card_failed(self, lease: Lease, reason: str, message: str, card: Card) -> None:
+        log.warning("slot %s: card failed (%s): %s", self.name, reason, message)
+        try:
+            lease.event("card_failed", reason=reason, message=message[:500])
+        except ApiError as exc:
+            log.warning("slot %s: could not report the card: %s", self.name, exc)
+        what = {
+            "too_small": "The card is too small",
+            "write_error": "The card could not be written",
+            "verify_mismatch": "The card did not verify",
+            "removed": "The card was removed while it was written",
+        }[reason]
+        self.finish("failed", f"{what}: remove it and insert another.", card)
+
+    def task_failed(self, lease: Lease, error: str, card: Card) -> None:
+        log.error("slot %s: task %s failed: %s", self.name, lease.task_id, error)
+        try:
+            lease.event("failed", error=error[:2000], retryable=True)
+        except ApiError as exc:
+            log.warning("slot %s: could not report the failure: %s", self.name, exc)
+        self.finish("failed", f"{error[:180]}. Remove the card.", card)
+
+    def stopped(self, lease: Lease, exc: Exception, card: Card) -> None:
+        if lease.canceled.is_set():
+            try:
+                lease.event("canceled")
+            except ApiError as error:
+                log.warning("could not acknowledge the cancel: %s", error)
+            message = "The order was canceled: remove the card."
+        else:
+            message = f"{exc}. Remove the card."
+        self.finish("failed", message, card)
+
+    def finish(self, state: str, message: str, card: Card) -> None:
+        self.spent = card
+        level = logging.INFO if state == "done" else logging.WARNING
+        log.log(level, "slot %s: %s", self.name, message)
+        self.report(state, percent=100 if state == "done" else 0, message=message)
+
+    def report(self, state: str, *, percent: float = 0, message: str = "") -> None:
+        """Tell the API what the slot shows; a failed report is not worth a card."""
+        self.state, self.message = state, message
+        card = self.card
+        body = {
+            "state": state,
+            "percent": round(max(0.0, min(100.0, percent)), 1),
+            "card_capacity": card.capacity if card and state != "empty" else None,
+            "message": message[:255],
+        }
+        if card and card.serial and state != "empty":
+            # The API refuses a blank serial; leaving it out clears it.
+            body["card_serial"] = card.serial
+        try:
+            self.api.post(
+                f"api/v1/workers/{self.writer.worker_id}/slots/{self.name}/", body
+            )
+        except ApiError as exc:
+            log.warning("slot %s: could not report %s: %s", self.name, state, exc)
+
+
+def gigabytes(size: int) -> str:
+    """Cards are sold in decimal gigabytes: say it the way the label does."""
+    return f"{size / 10**9:.1f} GB"
+
+
+class CardProblem(Exception):
+    """This card cannot take the copy; ``reason`` is the API's card failure."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
