@@ -1,0 +1,696 @@
+"""pyftpdlib glue: an authorizer per session, a file system view of the storage
+root, and a handler that turns FTP commands into calls of the plain modules.
+
+Concurrency: pyftpdlib's threaded server (one thread per control connection,
+each with its own I/O loop), so a command that asks the API (a creator's first
+upload into an order) blocks only its own session, and hashing runs in parallel
+(hashlib releases the GIL on large buffers).
+"""
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from pyftpdlib.exceptions import AuthenticationFailed, _FileReadWriteError
+from pyftpdlib.filesystems import AbstractedFS, FilesystemError
+from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
+from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED, _ERRNOS_RETRY, IOLoop
+from pyftpdlib.log import logger as pyftpdlib_logger
+from pyftpdlib.servers import ThreadedFTPServer
+
+from ftp import audit, paths, policy
+from ftp.accounts import Denied, Unavailable
+from ftp.auth import TokenRefused
+from ftp.hashing import HashingFile, open_part
+from ftp.reporter import Report
+from ftp.storage import Identity
+
+log = logging.getLogger(__name__)
+
+# Bigger than pyftpdlib's 64 KiB: fewer wake-ups and system calls per gigabyte.
+RECV_BUFFER = 1 << 20
+SEND_BUFFER = 1 << 20
+WATCH_EVERY = 0.5
+# Commands a session may still send once its token expired or it was closed.
+EXEMPT = {"QUIT", "NOOP", "USER", "PASS", "REIN", "HELP", "FEAT", "SYST", "ABOR"}
+# Not offered: STOU picks names the API cannot know; modes are the server's.
+DISABLED_COMMANDS = {"STOU", "SITE CHMOD"}
+NOT_ENOUGH = "550 Not enough privileges."
+
+
+class Session:
+    """Who is logged in on one control connection, from the token's claims."""
+
+    def __init__(self, username: str, claims, token: str, ip: str):
+        self.username = username
+        self.user_id = claims.user_id
+        self.role = claims.role
+        self.exp = claims.exp
+        self.token = token
+        self.ip = ip
+        self.kicked = ""
+
+    def kick(self, reason: str) -> None:
+        """Close this session soon (called from other threads)."""
+        self.kicked = reason
+
+
+class Uploads:
+    """Files being written right now: one session per file at a time."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()
+
+    def acquire(self, path: str) -> bool:
+        with self._lock:
+            if path in self._busy:
+                return False
+            self._busy.add(path)
+            return True
+
+    def release(self, path: str) -> None:
+        with self._lock:
+            self._busy.discard(path)
+
+    def busy(self, path: str) -> bool:
+        with self._lock:
+            return path in self._busy
+
+
+@dataclass
+class Upload:
+    where: paths.Location
+    final: str
+    part: str
+    file: HashingFile
+    declared: int | None
+    offset: int
+
+
+class SessionAuthorizer:
+    """pyftpdlib's authorizer interface, answered by the session's handler."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def validate_authentication(self, username, password, handler):
+        self.handler.login(username, password)
+
+    def get_home_dir(self, username):
+        return self.handler.services.storage.root
+
+    def has_perm(self, username, perm, path=None):
+        return self.handler.permitted(perm, path)
+
+    def get_perms(self, username):
+        session = self.handler.session
+        return policy.LETTERS.get(session.role, "") if session else ""
+
+    def get_msg_login(self, username):
+        return f"Welcome {username} ({self.handler.session.role})."
+
+    def get_msg_quit(self, username):
+        return "Goodbye."
+
+    def impersonate_user(self, username, password):
+        pass  # one system user serves everyone
+
+    def terminate_impersonation(self, username):
+        pass
+
+
+class WarehouseFS(AbstractedFS):
+    """The storage root as ``/``, with the path rules of ``ftp.paths``."""
+
+    def ftpnorm(self, ftppath):
+        return paths.normalize(self.cwd, ftppath)
+
+    def validpath(self, path):
+        return paths.within(self.root, path)
+
+    def chdir(self, path):
+        # pyftpdlib calls os.chdir here, which is process-wide: wrong with threads.
+        if not os.path.isdir(path):
+            raise FilesystemError("Not a directory")
+        self.cwd = self.fs2ftp(path)
+
+    def listdir(self, path):
+        names = os.listdir(path)
+        session = self.cmd_channel.session if self.cmd_channel else None
+        role = session.role if session else ""
+        where = paths.classify(self.fs2ftp(path))
+        if where.kind is paths.Kind.ROOT:
+            hidden = {paths.INTERNAL}
+            if role not in policy.ADMINS:
+                hidden.add(paths.QUARANTINE)
+            names = [n for n in names if n not in hidden]
+        if role in policy.READERS:
+            names = [n for n in names if not n.endswith(paths.PART)]
+        return names
+
+    def open(self, filename, mode):
+        if mode != "rb":
+            raise FilesystemError("Files are written by the upload commands only")
+        return open(filename, "rb", opener=_no_follow)
+
+
+def _no_follow(path, flags):
+    # The root's symlinks were checked by validpath; the file itself must not be one.
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+
+
+class WarehouseMixin:
+    """The warehouse's behaviour on top of pyftpdlib's (plain or TLS) handler."""
+
+    services = None  # the Warehouse, set on the class built by handler_class()
+
+    def __init__(self, conn, server, ioloop=None):
+        self.session = None
+        self.upload = None
+        self._refusal = ""
+        self._watch = None
+        self.authorizer = SessionAuthorizer(self)
+        super().__init__(conn, server, ioloop)
+
+    # --- login -------------------------------------------------------------------
+
+    def login(self, username: str, token: str) -> None:
+        """Check the token locally; raise AuthenticationFailed (530) if refused."""
+        services = self.services
+        try:
+            claims = services.keys.verify(token)
+        except TokenRefused as exc:
+            self._login_refused(username, None, str(exc))
+            raise AuthenticationFailed(
+                f"Login refused: {exc}. Send a fresh API access token as password."
+            ) from None
+        if claims.role not in policy.ROLES:
+            reason = f"the role {claims.role} has no access to the warehouse"
+            self._login_refused(username, claims, reason)
+            raise AuthenticationFailed(f"Login refused: {reason}.")
+        refusal = services.accounts.admit(claims, token, username)
+        if refusal:
+            self._login_refused(username, claims, refusal)
+            raise AuthenticationFailed(f"Login refused: {refusal}.")
+        self.session = Session(username, claims, token, self.remote_ip)
+
+    def _login_refused(self, username, claims, reason) -> None:
+        audit.record(
+            "login",
+            logging.WARNING,
+            result="refused",
+            user=username,
+            user_id=claims.user_id if claims else "",
+            role=claims.role if claims else "",
+            ip=self.remote_ip,
+            reason=reason,
+        )
+
+    def handle_auth_failed(self, msg, password):
+        # pyftpdlib's own version capitalises (and so lower-cases) the message.
+        def answer(username):
+            self.add_channel()
+            if not self._closed:
+                self.attempted_logins += 1
+                if self.attempted_logins >= self.max_login_attempts:
+                    self.respond(f"530 {msg} Disconnecting.")
+                    self.close_when_done()
+                else:
+                    self.respond(f"530 {msg}")
+            self.on_login_failed(username, password)
+
+        self.del_channel()
+        self.ioloop.call_later(
+            self.auth_failed_timeout, answer, self.username, _errback=self.handle_error
+        )
+        self.username = ""
+
+    def on_login(self, username):
+        session = self.session
+        self.services.accounts.register(session)
+        self._watch = self.ioloop.call_every(
+            WATCH_EVERY, self._watch_session, _errback=self.handle_error
+        )
+        audit.record(
+            "login",
+            result="ok",
+            user=username,
+            user_id=session.user_id,
+            role=session.role,
+            ip=self.remote_ip,
+            tls=self._tls(),
+        )
+
+    def _tls(self) -> bool:
+        return bool(getattr(self, "_ssl_established", False))
+
+    def _watch_session(self):
+        session = self.session
+        if session is not None and session.kicked and not self._closed:
+            audit.record(
+                "kicked",
+                logging.WARNING,
+                user=session.username,
+                user_id=session.user_id,
+                role=session.role,
+                ip=self.remote_ip,
+                reason=session.kicked,
+            )
+            self.respond(f"421 Session closed: {session.kicked}.")
+            self.close_when_done()
+            if self.data_channel is not None:
+                self.data_channel.close()
+
+    def _end_session(self):
+        if self._watch is not None and not self._watch.cancelled:
+            self._watch.cancel()
+        self._watch = None
+        if self.session is not None:
+            self.services.accounts.unregister(self.session)
+            self.session = None
+
+    def flush_account(self):
+        super().flush_account()
+        self._end_session()
+
+    def close(self):
+        super().close()
+        if self.upload is not None:
+            self._finish_upload(complete=False)
+        self._end_session()
+
+    # --- every command -----------------------------------------------------------
+
+    def pre_process_command(self, line, cmd, arg):
+        try:
+            paths.check_text(arg)
+        except paths.BadPath as exc:
+            self.respond(f"501 {exc}")
+            self.log_cmd(cmd.upper(), arg, 501, str(exc))
+            return
+        session = self.session
+        if self.authenticated and session is not None and cmd not in EXEMPT:
+            if session.kicked:
+                self.respond(f"421 Session closed: {session.kicked}.")
+                self.close_when_done()
+                return
+            if session.exp <= time.time():
+                msg = "Your access token expired; log in again with a fresh one."
+                self.respond(f"530 {msg}")
+                self.log_cmd(cmd, arg, 530, msg)
+                return
+        self._refusal = ""
+        super().pre_process_command(line, cmd, arg)
+
+    def respond(self, resp, logfun=pyftpdlib_logger.debug):
+        if resp == NOT_ENOUGH and self._refusal:
+            resp = f"550 {self._refusal}"
+        super().respond(resp, logfun=logfun)
+
+    def permitted(self, perm: str, path: str | None) -> bool:
+        """The policy's answer for this session; keeps the reason for the reply."""
+        session = self.session
+        if session is None or path is None:
+            return False
+        where = paths.classify(self.fs.fs2ftp(path))
+        pending = where.kind is paths.Kind.ORDER_FILE and (
+            self.services.spool.pending(where.api_path)
+        )
+        accounts = self.services.accounts
+
+        def holds(order: str) -> bool:
+            return accounts.holds(session.user_id, session.token, order)
+
+        try:
+            decision = policy.decide(
+                session.role, perm, where, pending=pending, holds=holds
+            )
+        except Unavailable as exc:
+            decision = policy.deny(f"{exc}; try again in a minute")
+        except Denied as exc:
+            decision = policy.deny(str(exc))
+        self._refusal = decision.reason
+        return decision.ok
+
+    def log_cmd(self, cmd, arg, respcode, respstr):
+        if respcode == 550 and respstr == NOT_ENOUGH[4:] and self._refusal:
+            respstr = self._refusal
+        session = self.session
+        who = {
+            "user": session.username if session else self.username,
+            "role": session.role if session else "",
+            "ip": self.remote_ip,
+        }
+        # A password sent out of order would otherwise land in the log.
+        path = "******" if cmd == "PASS" else self._virtual(arg)
+        if respcode >= 400:
+            audit.record(
+                "refused",
+                logging.WARNING,
+                **who,
+                cmd=cmd,
+                path=path,
+                code=respcode,
+                reason=respstr,
+            )
+        elif cmd in {"DELE", "RMD", "MKD", "RNTO", "XMKD", "XRMD"}:
+            audit.record("command", **who, cmd=cmd, path=path, code=respcode)
+
+    def _virtual(self, arg) -> str:
+        if isinstance(arg, tuple):
+            arg = arg[-1]
+        if not isinstance(arg, str):
+            return str(arg)
+        if self.fs is not None and os.path.isabs(arg):
+            return self.fs.fs2ftp(arg)
+        return arg
+
+    def log_transfer(self, cmd, filename, receive, completed, elapsed, bytes):
+        session = self.session
+        upload = self.upload
+        audit.record(
+            "transfer",
+            user=session.username if session else self.username,
+            role=session.role if session else "",
+            ip=self.remote_ip,
+            cmd=cmd,
+            path=upload.where.path if upload else self._virtual(filename),
+            bytes=bytes,
+            seconds=elapsed,
+            completed=completed,
+            tls=self._tls(),
+        )
+
+    # --- uploads -----------------------------------------------------------------
+
+    def ftp_SIZE(self, path):
+        # A creator resuming asks the size of the final name: give the .part's.
+        session = self.session
+        part = path + paths.PART
+        if session and session.role == policy.CREATOR and os.path.isfile(part):
+            if self._current_type == "a":
+                self.respond("550 SIZE not allowed in ASCII mode.")
+                return None
+            self.respond(f"213 {os.path.getsize(part)}")
+            return path
+        return super().ftp_SIZE(path)
+
+    def ftp_DELE(self, path):
+        if self.services.uploads.busy(path):
+            self.respond("450 This file is being uploaded; try again when it is done.")
+            return None
+        done = super().ftp_DELE(path)
+        if done:
+            self.services.hashes.drop(path)
+        return done
+
+    def ftp_STOR(self, file, mode="w"):
+        cmd = "APPE" if "a" in mode else "STOR"
+        rest = self._restart_position
+        self._restart_position = 0
+        services = self.services
+        where = paths.classify(self.fs.fs2ftp(file))
+        part = file + paths.PART
+        if not services.uploads.acquire(part):
+            self.respond(
+                "450 This file is being uploaded by another session; "
+                "try again when it is done."
+            )
+            return None
+        try:
+            stream, declared, offset = self._open_upload(cmd, rest, where, file, part)
+        except _Refused as refused:
+            services.uploads.release(part)
+            self.respond(refused.reply)
+            return None
+        except Exception:
+            services.uploads.release(part)
+            raise
+        self.upload = Upload(where, file, part, stream, declared, offset)
+        if self.data_channel is not None:
+            self.respond("125 Data connection already open. Transfer starting.")
+            self.data_channel.file_obj = stream
+            self.data_channel.enable_receiving(self._current_type, cmd)
+        else:
+            self.respond("150 File status okay. About to open data connection.")
+            self._in_dtp_queue = (stream, cmd)
+        return file
+
+    def _open_upload(self, cmd, rest, where, file, part):
+        services = self.services
+        declared = self._declared_size(where)
+        try:
+            existing = os.lstat(part).st_size
+        except FileNotFoundError:
+            existing = 0
+        if cmd == "APPE":
+            offset = existing
+        elif rest:
+            if rest > existing:
+                raise _Refused(
+                    f"554 REST position {rest} is beyond the {existing} bytes "
+                    "received so far."
+                )
+            offset = rest
+        else:
+            offset = 0
+        needed = declared - offset if declared is not None else 0
+        refusal = services.storage.refusal(needed)
+        if refusal:
+            raise _Refused(f"452 {refusal}")
+        try:
+            os.makedirs(os.path.dirname(file), exist_ok=True)
+            hasher = services.hashes.resume(part, offset)
+            raw = open_part(part, offset, truncate=offset == 0)
+        except OSError as exc:
+            raise _Refused(f"550 {exc.strerror or exc}.") from exc
+        stream = HashingFile(
+            raw, part, hasher, offset, has_room=services.storage.room_for
+        )
+        return stream, declared, offset
+
+    def _declared_size(self, where) -> int | None:
+        """The size the creator declared for this file (None: nothing declared
+        yet, or an administrator's upload). Refuses names not declared."""
+        session = self.session
+        if session.role != policy.CREATOR:
+            return None
+        try:
+            info = self.services.accounts.declared(
+                session.user_id, session.token, where.order
+            )
+        except Unavailable as exc:
+            raise _Refused(f"451 {exc}; try again in a minute.") from exc
+        except Denied as exc:
+            raise _Refused(f"530 {exc}.") from exc
+        if info is None:
+            return None
+        sizes = {info["file_name"]: info["size"], info["bmap_name"]: info["bmap_size"]}
+        if where.name not in sizes:
+            names = " and ".join(sorted(sizes))
+            raise _Refused(
+                f"553 Order {where.order} declared {names}; upload those names."
+            )
+        return int(sizes[where.name])
+
+    def on_file_received(self, file):
+        if self.upload is not None:
+            self._finish_upload(complete=True)
+
+    def on_incomplete_file_received(self, file):
+        if self.upload is not None:
+            self._finish_upload(complete=False)
+
+    def _finish_upload(self, *, complete: bool) -> None:
+        upload, self.upload = self.upload, None
+        services = self.services
+        stream = upload.file
+        try:
+            stream.close()
+            if complete and self._short(upload):
+                complete = False
+            if complete:
+                self._complete(upload)
+            else:
+                services.hashes.keep(upload.part, stream.size, stream.hasher)
+                self._record_upload(upload, "incomplete")
+        except Exception:
+            log.exception("finishing the upload of %s failed", upload.where.path)
+        finally:
+            services.uploads.release(upload.part)
+
+    def _short(self, upload: Upload) -> bool:
+        """Whether fewer bytes than declared arrived: then the .part is kept for
+        a resume instead of being taken for the whole file."""
+        declared = upload.declared
+        if declared is None and self.session and self.session.role == "creator":
+            try:
+                declared = self._declared_size(upload.where)
+            except _Refused:
+                declared = None
+        return declared is not None and upload.file.size < declared
+
+    def _complete(self, upload: Upload) -> None:
+        services = self.services
+        stream = upload.file
+        identity = Identity.of(upload.part)
+        report = Report(
+            path=upload.where.api_path,
+            size=stream.size,
+            sha256=stream.hexdigest(),
+            inode=identity.inode,
+            mtime_ns=identity.mtime_ns,
+        )
+        # Spooled before the rename: the file is never served unverified.
+        with services.storage.renames:
+            services.reporter.add(report)
+            try:
+                os.replace(upload.part, upload.final)
+            except OSError:
+                services.spool.remove(report)
+                raise
+        services.hashes.drop(upload.part)
+        self._record_upload(upload, "complete", sha256=report.sha256)
+
+    def _record_upload(self, upload: Upload, result: str, **extra) -> None:
+        session = self.session
+        audit.record(
+            "upload",
+            user=session.username if session else "",
+            role=session.role if session else "",
+            ip=self.remote_ip,
+            path=upload.where.path,
+            result=result,
+            size=upload.file.size,
+            declared=upload.declared if upload.declared is not None else "",
+            **extra,
+        )
+
+
+class _Refused(Exception):
+    def __init__(self, reply: str):
+        super().__init__(reply)
+        self.reply = reply
+
+
+class DirectReceive:
+    """Receives uploads straight into the file's reusable buffers
+    (``recv_into``) instead of a new bytes object per chunk, which costs memory
+    allocation and page faults at a gigabyte per second. Only on plain sockets
+    in binary mode without a rate limit; otherwise pyftpdlib's own path."""
+
+    def handle_read(self):
+        stream = self.file_obj
+        if not isinstance(stream, HashingFile) or self._data_wrapper is not None:
+            return super().handle_read()
+        buffer = stream.buffer()
+        try:
+            length = self.socket.recv_into(buffer)
+        except OSError as err:
+            stream.give_back(buffer)
+            if err.errno in _ERRNOS_RETRY:
+                return None
+            if err.errno in _ERRNOS_DISCONNECTED:
+                return self.handle_close()
+            return self.handle_error()
+        if not length:
+            stream.give_back(buffer)
+            return self.handle_close()  # the client closed: the end of the file
+        self.tot_bytes_received += length
+        try:
+            stream.write_from(buffer, length)
+        except OSError as err:
+            raise _FileReadWriteError(err) from err
+        return None
+
+    handle_read_event = handle_read  # the I/O loop calls this name
+
+
+def dtp_class(config):
+    bases = []
+    if config.tls:
+        from pyftpdlib.handlers import TLS_DTPHandler
+
+        bases.append(TLS_DTPHandler)
+    if config.max_upload_rate or config.max_download_rate:
+        bases.append(ThrottledDTPHandler)
+    if not bases:
+        bases = [DirectReceive, DTPHandler]
+    attrs = {
+        "ac_in_buffer_size": RECV_BUFFER,
+        "ac_out_buffer_size": SEND_BUFFER,
+        "timeout": config.idle_timeout,
+        "read_limit": config.max_upload_rate,
+        "write_limit": config.max_download_rate,
+    }
+    return type("WarehouseDTP", tuple(bases) or (DTPHandler,), attrs)
+
+
+def handler_class(services):
+    config = services.config
+    base = FTPHandler
+    attrs = {
+        "services": services,
+        "dtp_handler": dtp_class(config),
+        "abstracted_fs": WarehouseFS,
+        "timeout": config.idle_timeout,
+        "banner": "Imager warehouse. Log in with your user name and an access token.",
+        "passive_ports": list(config.passive_ports) if config.passive_ports else None,
+        "masquerade_address": config.masquerade_address,
+        "auth_failed_timeout": config.login_failure_delay,
+        "proto_cmds": {
+            k: v for k, v in FTPHandler.proto_cmds.items() if k not in DISABLED_COMMANDS
+        },
+    }
+    if config.tls:
+        from OpenSSL import SSL
+        from pyftpdlib.handlers import TLS_FTPHandler
+
+        base = TLS_FTPHandler
+        attrs.update(
+            proto_cmds={
+                k: v
+                for k, v in TLS_FTPHandler.proto_cmds.items()
+                if k not in DISABLED_COMMANDS
+            },
+            certfile=config.tls_cert,
+            keyfile=config.tls_key,
+            ssl_context=None,
+            ssl_options=TLS_FTPHandler.ssl_options
+            | SSL.OP_NO_TLSv1
+            | SSL.OP_NO_TLSv1_1,
+            tls_control_required=True,
+            tls_data_required=True,
+        )
+    return type("WarehouseHandler", (WarehouseMixin, base), attrs)
+
+
+class WarehouseServer(ThreadedFTPServer):
+    """pyftpdlib's threaded server with per-instance state, so several can live
+    in one process (tests, benchmarks) and stop independently."""
+
+    # Each connection's loop wakes this often: how soon a stop is noticed.
+    poll_timeout = WATCH_EVERY
+
+    def __init__(self, address, handler, *, max_cons, max_cons_per_ip, backlog):
+        self._exit = threading.Event()
+        self._lock = threading.Lock()
+        self.max_cons = max_cons
+        self.max_cons_per_ip = max_cons_per_ip
+        super().__init__(address, handler, ioloop=IOLoop(), backlog=backlog)
+
+
+def build_server(services) -> WarehouseServer:
+    config = services.config
+    return WarehouseServer(
+        (config.host, config.port),
+        handler_class(services),
+        max_cons=config.max_connections,
+        max_cons_per_ip=config.max_connections_per_ip,
+        # Room for bursts of connections (hundreds of logins at once) while the
+        # accepting thread hands each one its own thread.
+        backlog=max(128, min(config.max_connections or 1024, 4096)),
+    )
