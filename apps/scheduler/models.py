@@ -158,8 +158,9 @@ class Image(UUIDModel):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # Files live under orders/<order id>/: names repeat across orders.
             models.UniqueConstraint(
-                fields=["warehouse", "file_name"], name="unique_image_file"
+                fields=["warehouse", "order", "file_name"], name="unique_image_file"
             )
         ]
 

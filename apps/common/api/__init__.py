@@ -2,10 +2,19 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.common.errors import Conflict
+
+
+class Pagination(LimitOffsetPagination):
+    """``?limit=&offset=`` pages of 50 rows, 500 at most: a bigger page would
+    make one slow request (and, on SQLite, an IN list too deep to run)."""
+
+    default_limit = 50
+    max_limit = 500
 
 
 def exception_handler(exc, context):

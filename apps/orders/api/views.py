@@ -28,7 +28,9 @@ class OwnedQuerysetMixin:
 
 
 class ConfigurationViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
-    queryset = Configuration.objects.select_related("owner")
+    # prefetch, not select_related: on MongoDB a join runs over the whole
+    # collection before the filter and the page limit (DESIGN 3).
+    queryset = Configuration.objects.prefetch_related("owner")
     serializer_class = s.ConfigurationSerializer
     permission_classes = (IsCustomer,)
     parser_classes = (JSONParser, MultiPartParser, FormParser)
@@ -50,7 +52,7 @@ class OrderViewSet(
     Status never changes by PATCH: cancel and ship are actions (DESIGN 2).
     """
 
-    queryset = Order.objects.select_related("owner", "image__warehouse")
+    queryset = Order.objects.prefetch_related("owner", "image__warehouse")
     permission_classes = (IsCustomer,)
 
     def get_queryset(self):
@@ -63,7 +65,7 @@ class OrderViewSet(
             queryset = queryset.filter(status=status)
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
-                Prefetch("events", OrderEvent.objects.select_related("actor")),
+                Prefetch("events", OrderEvent.objects.prefetch_related("actor")),
                 Prefetch("tasks", Task.objects.order_by("kind", "copy_number")),
             )
         return queryset

@@ -61,7 +61,9 @@ class SlotReportSerializer(serializers.Serializer):
     card_capacity = serializers.IntegerField(
         min_value=0, required=False, allow_null=True
     )
-    card_serial = serializers.CharField(max_length=100, required=False, default="")
+    card_serial = serializers.CharField(
+        max_length=100, required=False, default="", allow_blank=True
+    )
     message = serializers.CharField(max_length=255, required=False, default="")
 
 
@@ -160,7 +162,9 @@ class ClaimSerializer(serializers.Serializer):
     free_disk = serializers.IntegerField(min_value=0, required=False)
     slot = serializers.CharField(max_length=50, required=False, default="")
     card_capacity = serializers.IntegerField(min_value=1, required=False)
-    card_serial = serializers.CharField(max_length=100, required=False, default="")
+    card_serial = serializers.CharField(
+        max_length=100, required=False, default="", allow_blank=True
+    )
 
     def validate_worker(self, worker):
         if worker.account_id != self.context["request"].user.pk:

@@ -30,7 +30,11 @@ IsWorkerOrStaff = has_role(Role.CREATOR, Role.DOWNLOADER, Role.WRITER, *Role.sta
 
 ClaimAnswer = inline_serializer(
     "ClaimAnswer",
-    {"task": s.WorkTaskSerializer(allow_null=True), "reason": serializers.CharField()},
+    {
+        "task": s.WorkTaskSerializer(allow_null=True),
+        "reason": serializers.CharField(),
+        "code": serializers.CharField(),
+    },
 )
 EventAnswer = inline_serializer(
     "EventAnswer",
@@ -51,7 +55,9 @@ class WorkerViewSet(
         return [IsWorker()]
 
     def get_queryset(self):
-        queryset = Worker.objects.select_related("account").prefetch_related("slots")
+        # prefetch, not select_related: on MongoDB a join runs over the whole
+        # collection before the filter and the page limit (DESIGN 3).
+        queryset = Worker.objects.prefetch_related("account", "slots")
         if self.request.user.role in Role.staff():
             return queryset
         return queryset.filter(account=self.request.user)
@@ -130,7 +136,7 @@ class TaskViewSet(
         return s.TaskDetailSerializer if self.action == "retrieve" else s.TaskSerializer
 
     def get_queryset(self):
-        queryset = Task.objects.select_related("order", "worker", "image__warehouse")
+        queryset = Task.objects.prefetch_related("order", "worker", "image__warehouse")
         user = self.request.user
         if user.role not in Role.staff():
             queryset = queryset.filter(worker__account=user, status__in=TaskStatus.HELD)
@@ -195,6 +201,7 @@ class TaskViewSet(
             {
                 "task": s.WorkTaskSerializer(task).data if task else None,
                 "reason": result.reason,
+                "code": result.code,
             }
         )
 
@@ -264,7 +271,7 @@ class TaskViewSet(
         """Where to fetch the task's image: held download or write tasks, or any
         task for managers."""
         if request.user.role in Role.staff():
-            task = get_object_or_404(Task.objects.select_related("image"), pk=pk)
+            task = get_object_or_404(Task, pk=pk)
         else:
             task = self.held_task(pk)
         if task.image is None:
@@ -286,16 +293,14 @@ class TaskViewSet(
     @extend_schema(responses=s.DiagnosisSerializer)
     @action(detail=True, methods=["get"])
     def diagnose(self, request, pk=None):
-        task = get_object_or_404(
-            Task.objects.select_related("order", "worker", "image"), pk=pk
-        )
+        task = get_object_or_404(Task, pk=pk)
         return Response(s.DiagnosisSerializer(diagnose(task)).data)
 
 
 class SlotViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = s.SlotSerializer
     permission_classes = (IsStaff,)
-    queryset = Slot.objects.select_related("worker").order_by("worker__host", "name")
+    queryset = Slot.objects.prefetch_related("worker").order_by("name")
 
 
 class WarehouseViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -35,6 +35,9 @@ ROUNDS = 4
 class Claim:
     task: Task | None
     reason: str = ""
+    #: Why there is no task, for programs (``reason`` is for people, translated):
+    #: no_warehouse, nothing_waiting, no_room, card_too_small or busy.
+    code: str = ""
 
 
 def estimated_image_bytes(order) -> int:
@@ -60,7 +63,7 @@ def claim_task(
     if kind == TaskKind.CREATE:
         warehouse = pick_warehouse()
         if warehouse is None:
-            return Claim(None, _("No warehouse is online; start one."))
+            return Claim(None, _("No warehouse is online; start one."), "no_warehouse")
         extra["warehouse"] = warehouse
     elif kind == TaskKind.DOWNLOAD:
         extra["host"] = worker.host
@@ -78,20 +81,23 @@ def claim_task(
         pending = pending.filter(host=worker.host)
 
     reason = _("No %(kind)s task is waiting.") % {"kind": kind}
+    code = "nothing_waiting"
     for _round in range(ROUNDS):
         candidates = list(pending.order_by("created_at")[:CANDIDATES])
         if not candidates:
-            return Claim(None, reason)
-        fitting, reason = _fitting(kind, candidates, free_disk, card_capacity, extra)
+            return Claim(None, reason, code)
+        fitting, reason, code = _fitting(
+            kind, candidates, free_disk, card_capacity, extra
+        )
         if not fitting:
-            return Claim(None, reason)
+            return Claim(None, reason, code)
         random.shuffle(fitting)
         for candidate in fitting:
             task = _try_lease(candidate, worker, extra)
             if task is not None:
                 _after_claim(task, slot)
                 return Claim(task)
-    return Claim(None, _("Other workers took the waiting tasks; ask again."))
+    return Claim(None, _("Other workers took the waiting tasks; ask again."), "busy")
 
 
 def _sizes(kind, candidates) -> dict:
@@ -125,22 +131,18 @@ def _fitting(kind, candidates, free_disk, card_capacity, extra):
         where = (
             _("the warehouse") if smallest > warehouse.free_bytes else _("this disk")
         )
-        return fitting, _(
-            "The next image needs %(size)d bytes; %(where)s has less."
-        ) % {
-            "size": smallest,
-            "where": where,
-        }
+        why = _("The next image needs %(size)d bytes; %(where)s has less.")
+        return fitting, why % {"size": smallest, "where": where}, "no_room"
     limit = free_disk if kind == TaskKind.DOWNLOAD else card_capacity
     if limit is None:
-        return candidates, ""
+        return candidates, "", ""
     fitting = [t for t in candidates if sizes[t.pk] <= limit]
     smallest = min(sizes.values(), default=0)
     if kind == TaskKind.WRITE:
         why = _("Card too small: the image has %(size)d bytes, the card %(cap)d.")
-        return fitting, why % {"size": smallest, "cap": limit}
+        return fitting, why % {"size": smallest, "cap": limit}, "card_too_small"
     why = _("Not enough free disk: the image has %(size)d bytes, the disk %(free)d.")
-    return fitting, why % {"size": smallest, "free": limit}
+    return fitting, why % {"size": smallest, "free": limit}, "no_room"
 
 
 def _try_lease(candidate: Task, worker: Worker, extra: dict) -> Task | None:
@@ -176,6 +178,7 @@ def _after_claim(task: Task, slot: Slot | None) -> None:
         from apps.orders.services import move_order
 
         order = Order.objects.get(pk=task.order_id)
+        task.order = order  # the claim's answer describes the order: no re-read
         if order.status == OrderStatus.PENDING:
             move_order(order, OrderStatus.BUILDING, message="Build started.")
     elif task.kind == TaskKind.WRITE:

@@ -52,12 +52,8 @@ def declare_image(
         "expires_at": None,
     }
     image = Image.objects.filter(
-        warehouse_id=task.warehouse_id, file_name=file_name
+        warehouse_id=task.warehouse_id, order_id=task.order_id, file_name=file_name
     ).first()
-    if image is not None and image.order_id != task.order_id:
-        raise ValidationError(
-            {"file_name": _("This file name belongs to another order.")}
-        )
     if image is None:
         image = Image.objects.create(
             order_id=task.order_id,

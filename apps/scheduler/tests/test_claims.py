@@ -105,6 +105,7 @@ class ClaimRuleTests(TestCase):
         result = claim_task(worker=self.world.creator)
         self.assertIsNone(result.task)
         self.assertIn("No warehouse is online", result.reason)
+        self.assertEqual(result.code, "no_warehouse")
         self.assertEqual(Task.objects.get().status, TaskStatus.PENDING)
 
     def test_a_creator_without_disk_for_the_image_is_told_so(self):
@@ -136,6 +137,7 @@ class ClaimRuleTests(TestCase):
         )
         self.assertIsNone(result.task)
         self.assertIn("Card too small", result.reason)
+        self.assertEqual(result.code, "card_too_small")
         self.assertFalse(Task.objects.filter(status=TaskStatus.LEASED).exists())
         fits = claim_task(
             worker=self.world.writer, slot_name="slot-1", card_capacity=7_900_000_000

@@ -22,7 +22,8 @@ from apps.scheduler.models import (
 from apps.scheduler.testing import ZIM, World, api
 
 FEW, MANY = 10, 1000
-ALL = "?limit=5000"  # one page holding every row, so every row is serialized
+PAGE = 500  # the largest page the API serves
+ALL = f"?limit={PAGE}"  # the largest page: 500 rows serialized against 10
 
 
 class QueryCountTestCase(TestCase):
@@ -179,7 +180,7 @@ class ListQueryTests(QueryCountTestCase):
             for account in (self.world.manager, self.world.host_account)
         ]
         for answer in self.assert_constant(lambda: grow(MANY - FEW), *requests):
-            self.assertEqual(len(answer.json()["results"]), MANY)
+            self.assertEqual(len(answer.json()["results"]), PAGE)
 
     def test_listing_orders_costs_the_same_for_1000_as_for_10(self):
         def grow(n):
@@ -198,7 +199,7 @@ class ListQueryTests(QueryCountTestCase):
         ]
         for answer in self.assert_constant(lambda: grow(MANY - FEW), *requests):
             rows = answer.json()["results"]
-            self.assertEqual(len(rows), MANY)
+            self.assertEqual(len(rows), PAGE)
             self.assertTrue(any(row["download_url"] for row in rows))
 
     def test_listing_workers_costs_the_same_for_1000_as_for_10(self):
@@ -226,7 +227,7 @@ class ListQueryTests(QueryCountTestCase):
         request = self.get(self.world.manager, f"/api/v1/workers/{ALL}")
         [answer] = self.assert_constant(lambda: grow(MANY - FEW), request)
         rows = answer.json()["results"]
-        self.assertEqual(len(rows), Worker.objects.count())
+        self.assertEqual(len(rows), PAGE)
         self.assertEqual(rows[-1]["slots"][0]["host"], rows[-1]["host"])
 
     def test_listing_slots_costs_the_same_for_1000_as_for_10(self):
@@ -249,7 +250,7 @@ class ListQueryTests(QueryCountTestCase):
         grow(FEW)
         request = self.get(self.world.manager, f"/api/v1/slots/{ALL}")
         [answer] = self.assert_constant(lambda: grow(MANY - FEW), request)
-        self.assertEqual(len(answer.json()["results"]), Slot.objects.count())
+        self.assertEqual(len(answer.json()["results"]), PAGE)
 
     def test_listing_configurations_costs_the_same_for_1000_as_for_10(self):
         def grow(n):
@@ -273,4 +274,4 @@ class ListQueryTests(QueryCountTestCase):
             for account in (self.world.manager, self.world.client)
         ]
         for answer in self.assert_constant(lambda: grow(MANY - FEW), *requests):
-            self.assertEqual(len(answer.json()["results"]), MANY)
+            self.assertEqual(len(answer.json()["results"]), PAGE)
