@@ -8,6 +8,7 @@ worker is alive. While a task runs, the lease renewals do.
 import argparse
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -22,6 +23,17 @@ VERSION = "0.1.0"
 
 class UsageError(Exception):
     """A bad option: the process prints one line and exits with status 2."""
+
+
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as 50G, 800M or 1073741824 (powers of 1024)."""
+    match = SIZE.match(text.strip())
+    if not match:
+        raise UsageError(f"{text!r} is not a size; write e.g. 50G, 800M or 1073741824")
+    return int(float(match[1]) * 1024 ** " KMGT".index(match[2].upper() or " "))
 
 
 def env_default(name: str, fallback=None):
@@ -70,6 +82,12 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--once",
         action="store_true",
         help="run at most one task, then exit (for scripts and tests)",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "bar", "log"],
+        default="auto",
+        help="progress bars in a terminal, log lines otherwise (default auto)",
     )
     parser.add_argument(
         "--log-level",

@@ -21,7 +21,13 @@ from workers.common.bmap import create_bmap
 from workers.common.ftp import FtpError, TransferCanceled, upload
 from workers.common.lease import Lease, Stop
 from workers.common.progress import PhaseBar
-from workers.common.worker import UsageError, Worker, add_common_options, env_default
+from workers.common.worker import (
+    UsageError,
+    Worker,
+    add_common_options,
+    env_default,
+    parse_size,
+)
 from workers.creator.base import prepare_base_image
 from workers.creator.content import Canceled, ContentCache, ContentError
 from workers.creator.image import BuildError, build_image, sha256_file
@@ -31,15 +37,6 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 #: Offspot's published Raspberry Pi OS base image; override with --base-image.
 DEFAULT_BASE_IMAGE = "https://drive.offspot.it/base/base-image_1.4.1.img.xz"
-SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    match = SIZE.match(text.strip())
-    if not match:
-        raise UsageError(f"{text!r} is not a size; write e.g. 50G, 800M or 1073741824")
-    number, unit = float(match[1]), match[2].upper()
-    return int(number * 1024 ** " KMGT".index(unit or " "))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,12 +80,6 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=int(env_default("CREATOR_DOWNLOADS", 3)),
         help="content files downloaded at once (CREATOR_DOWNLOADS, default 3)",
-    )
-    parser.add_argument(
-        "--progress",
-        choices=["auto", "bar", "log"],
-        default="auto",
-        help="a progress bar in a terminal, log lines otherwise (default auto)",
     )
     return parser
 

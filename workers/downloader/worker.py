@@ -23,22 +23,20 @@ from workers.common.api import ApiError, LeaseLost
 from workers.common.ftp import FtpError, TransferCanceled, download
 from workers.common.lease import Lease, Stop
 from workers.common.progress import PhaseBar
-from workers.common.worker import UsageError, Worker, add_common_options, env_default
+from workers.common.worker import (
+    UsageError,
+    Worker,
+    add_common_options,
+    env_default,
+    parse_size,
+)
 
 log = logging.getLogger(__name__)
 
-SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$", re.IGNORECASE)
 ORDER_FOLDER = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
 CHUNK = 4 * 1024 * 1024
-
-
-def parse_size(text: str) -> int:
-    match = SIZE.match(text.strip())
-    if not match:
-        raise UsageError(f"{text!r} is not a size; write e.g. 10G, 800M or 1073741824")
-    return int(float(match[1]) * 1024 ** " KMGT".index(match[2].upper() or " "))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,12 +57,6 @@ def parser() -> argparse.ArgumentParser:
         default=env_default("DOWNLOADER_RESERVE", "1G"),
         help="free space never counted as room for images, e.g. 2G "
         "(DOWNLOADER_RESERVE, default 1G)",
-    )
-    parser.add_argument(
-        "--progress",
-        choices=["auto", "bar", "log"],
-        default="auto",
-        help="a progress bar in a terminal, log lines otherwise (default auto)",
     )
     return parser
 

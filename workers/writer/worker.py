@@ -57,12 +57,6 @@ def parser() -> argparse.ArgumentParser:
         default=env_default("IMAGER_IMAGE_DIR", "var/images"),
         help="where the downloader keeps images, <order>/<file> (IMAGER_IMAGE_DIR)",
     )
-    parser.add_argument(
-        "--progress",
-        choices=["auto", "bar", "log"],
-        default="auto",
-        help="progress bars per slot in a terminal, log lines otherwise",
-    )
     return parser
 
 
