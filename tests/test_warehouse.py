@@ -30,7 +30,7 @@ from apps.accounts.testing import PASSWORD, make_user
 from apps.accounts.tokens import RefreshToken
 from apps.scheduler.models import Image
 from apps.scheduler.models import Warehouse as WarehouseRow
-from apps.scheduler.testing import World, api, configuration, order
+from apps.scheduler.testing import api, configuration, order
 from ftp import audit
 from ftp.app import Warehouse
 from ftp.config import Config
@@ -70,22 +70,6 @@ def running(live_server, root, **options):
         yield warehouse
     finally:
         warehouse.stop()
-
-
-@pytest.fixture
-def world():
-    return World()
-
-
-@pytest.fixture
-def store(tmp_path):
-    return tmp_path / "store"
-
-
-@pytest.fixture
-def warehouse(live_server, world, store):
-    with running(live_server, store) as started:
-        yield started
 
 
 def token_for(user, **claims) -> str:

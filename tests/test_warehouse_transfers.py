@@ -31,7 +31,6 @@ from apps.accounts.models import Role
 from apps.accounts.testing import PASSWORD, make_user
 from apps.scheduler.models import Image, Task
 from apps.scheduler.models import Warehouse as WarehouseRow
-from apps.scheduler.testing import World
 from tests.test_warehouse import (
     MB,
     Build,
@@ -51,22 +50,6 @@ from tests.test_warehouse import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def world():
-    return World()
-
-
-@pytest.fixture
-def store(tmp_path):
-    return tmp_path / "store"
-
-
-@pytest.fixture
-def warehouse(live_server, world, store):
-    with running(live_server, store) as started:
-        yield started
 
 
 # --- cut and resumed uploads ----------------------------------------------------
