@@ -389,7 +389,8 @@ class Chain:
         if not Path(self.python).exists():
             self.python = sys.executable
         base_env = {
-            **os.environ,
+            # The real settings, whoever calls us (pytest sets the test ones).
+            **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
             "IMAGER_DATA_DIR": str(data),
             "SITE_URL": self.url,
             "PYTHONUNBUFFERED": "1",
