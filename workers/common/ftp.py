@@ -11,6 +11,7 @@ import contextlib
 import ftplib
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,9 +35,13 @@ def connect(url: str, username: str, password: str, timeout: float = 60) -> ftpl
     parts = urlsplit(url)
     if parts.scheme not in {"ftp", "ftps"} or not parts.hostname:
         raise FtpError(f"expected ftp://HOST:PORT or ftps://HOST:PORT, got {url!r}")
-    # FTP is the warehouse's protocol (DESIGN 1); ftps:// encrypts both channels.
+    # FTP is the warehouse's protocol (DESIGN 1); ftps:// encrypts both channels
+    # and checks the warehouse's certificate (IMAGER_FTP_CA_FILE for a private CA).
     if parts.scheme == "ftps":
-        ftp = ftplib.FTP_TLS(timeout=timeout)  # noqa: S321
+        context = ssl.create_default_context(
+            cafile=os.environ.get("IMAGER_FTP_CA_FILE") or None
+        )
+        ftp = ftplib.FTP_TLS(timeout=timeout, context=context)  # noqa: S321
     else:
         ftp = ftplib.FTP(timeout=timeout)  # noqa: S321
     ftp.connect(parts.hostname, parts.port or 21)
@@ -75,6 +80,11 @@ def _retrying(what: str, attempts: int, pause: float, step: Callable[[], bool]) 
                 return
         except TransferCanceled:
             raise
+        except ssl.SSLCertVerificationError as exc:
+            raise FtpError(
+                f"{what}: the warehouse's certificate is not trusted "
+                f"({exc.verify_message}); give its CA in IMAGER_FTP_CA_FILE"
+            ) from exc
         except ftplib.error_perm as exc:
             raise FtpError(f"{what}: the warehouse refused: {exc}") from exc
         except (OSError, EOFError, ftplib.Error) as exc:

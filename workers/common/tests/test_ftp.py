@@ -1,6 +1,7 @@
 """Resumable FTP transfers against a real pyftpdlib server on loopback."""
 
 import os
+import subprocess
 import threading
 
 import pytest
@@ -139,3 +140,43 @@ def test_an_unreachable_server_fails_after_the_retries(tmp_path):
             attempts=2,
             pause=0.01,
         )
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    from pyftpdlib.handlers import TLS_FTPHandler
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "image.img").write_bytes(b"secret image")
+    authorizer = DummyAuthorizer()
+    authorizer.add_user("reader", "token", str(root), perm="elr")
+    handler = type(
+        "Handler",
+        (TLS_FTPHandler,),
+        {"authorizer": authorizer, "certfile": str(cert), "keyfile": str(key),
+         "tls_control_required": True, "tls_data_required": True},
+    )  # fmt: skip
+    ftpd = ThreadedFTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=ftpd.serve_forever, kwargs={"timeout": 0.1})
+    thread.start()
+    yield f"ftps://127.0.0.1:{ftpd.address[1]}", cert
+    ftpd.close_all()
+    thread.join(timeout=10)
+
+
+def test_ftps_checks_the_warehouse_certificate(tls_server, tmp_path, monkeypatch):
+    url, cert = tls_server
+    monkeypatch.delenv("IMAGER_FTP_CA_FILE", raising=False)
+    with pytest.raises(FtpError, match="certificate is not trusted"):
+        download(url, "reader", lambda: "token", "image.img", tmp_path / "a")
+    monkeypatch.setenv("IMAGER_FTP_CA_FILE", str(cert))
+    download(url, "reader", lambda: "token", "image.img", tmp_path / "b")
+    assert (tmp_path / "b").read_bytes() == b"secret image"
