@@ -576,15 +576,19 @@ class Chain:
         if order_id:
             params["order"] = order_id
         api = self.client("demo-manager")
-        found, page = [], 1
+        found: list[dict] = []
         while True:
-            body = api.get("api/v1/tasks/", **params, page=page)
+            body = api.get("api/v1/tasks/", **params, limit=500, offset=len(found))
             if isinstance(body, list):
                 return body
             found += body["results"]
-            if not body.get("next"):
+            if not body.get("next") or not body["results"]:
                 return found
-            page += 1
+
+    def slots(self) -> list[dict]:
+        """The writer hosts' slots as the manager sees them."""
+        body = self.client("demo-manager").get("api/v1/slots/", limit=500)
+        return body["results"] if isinstance(body, dict) else body
 
     def stop(self) -> None:
         self.children.stop_all()
