@@ -24,7 +24,6 @@ demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432"
-REDIS_DB = 12  # the unit tests use 15
 # The killed creator's task comes back after this; it must stay above 30 s
 # because the downloader and the writer renew every 30 s whatever --renew says.
 LEASE_SECONDS = 60
@@ -50,7 +49,7 @@ def _missing() -> str | None:
         import redis
 
         psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=3).close()
-        redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_DB}").ping()
+        redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
     except Exception as exc:  # any failure means "not available"
         return f"PostgreSQL and Redis on 127.0.0.1 ({exc})"
     return None
@@ -60,21 +59,36 @@ MISSING = _missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"needs {MISSING}")
 
 
-@pytest.fixture
-def database():
-    """A PostgreSQL database and a Redis database for the chain, dropped after."""
-    import psycopg
+def claim_redis_db():
+    """An empty Redis database of our own (1-14: the unit tests use 15), marked
+    so that a chain running beside ours (another checkout) takes another one:
+    two rq workers on one queue would run each other's jobs."""
     import redis
 
+    for number in range(1, 15):
+        cache = redis.Redis.from_url(f"redis://127.0.0.1:6379/{number}")
+        if cache.dbsize() == 0 and cache.set("imager-e2e", os.getpid(), nx=True):
+            cache.expire("imager-e2e", 3600)
+            return number, cache
+    pytest.fail("no empty Redis database in 1-14 for the chain")
+
+
+@pytest.fixture
+def database():
+    """(DATABASE_URL, REDIS_URL) of a PostgreSQL database and a Redis database
+    for the chain, both dropped after."""
+    import psycopg
+
     name = f"imager_e2e_{uuid.uuid4().hex[:8]}"
+    number, cache = claim_redis_db()
     with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    cache = redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_DB}")
-    cache.flushdb()
-    yield f"{POSTGRES}/{name}"
-    cache.flushdb()
-    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"{POSTGRES}/{name}", f"redis://127.0.0.1:6379/{number}"
+    finally:
+        cache.flushdb()
+        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def throttle(slot, rate: int) -> None:
@@ -112,14 +126,15 @@ def events(database_url: str, kind: str) -> list[tuple[str, dict]]:
 def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload_and_a_pulled_card(  # noqa: E501
     tmp_path, database
 ):
+    database_url, redis_url = database
     data = tmp_path / "d"
     chain = demo.Chain(
         data,
         port=demo.free_port(),
         ftp_port=demo.free_port(),
         env={
-            "DATABASE_URL": database,
-            "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
             "LEASE_SECONDS": str(LEASE_SECONDS),
             "IMAGER_RENEW": "2",
         },
@@ -256,8 +271,8 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
         assert rebuilt["status"] == "succeeded"
         assert rebuilt["attempts"] == 1  # attempts that did not succeed
         # (A retried card is requeued too, so the killed task is one of them.)
-        assert killed["id"] in {t for t, _ in events(database, "requeued")}
-        [(_task, failure)] = events(database, "card_failed")
+        assert killed["id"] in {t for t, _ in events(database_url, "requeued")}
+        [(_task, failure)] = events(database_url, "card_failed")
         assert failure["reason"] == "removed"
         assert "resuming" in chain.children.log("creator-2").read_text()
         # Every card holds its order's image on every mapped block.
@@ -269,7 +284,7 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
                 card, folder / "image.img", folder / "image.bmap"
             ), f"card {card.name} of copy {task['copy_number']}"
         # No task completed twice.
-        succeeded = sorted(task for task, _ in events(database, "succeeded"))
+        succeeded = sorted(task for task, _ in events(database_url, "succeeded"))
         assert succeeded == sorted(t["id"] for t in tasks)
     finally:
         chain.stop()
