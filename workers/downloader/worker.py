@@ -82,7 +82,11 @@ class Refused(Exception):
 
 class Downloader(Worker):
     kind = "downloader"
-    lease_interval = 30.0
+
+    @property
+    def lease_interval(self) -> float:
+        return self.options.renew  # --renew / IMAGER_RENEW
+
     ftp_attempts = 6
     ftp_pause = 2.0  # seconds before the first resume; doubles up to a minute
 

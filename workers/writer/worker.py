@@ -62,7 +62,10 @@ def parser() -> argparse.ArgumentParser:
 
 class Writer(Worker):
     kind = "writer"
-    lease_interval = 30.0
+
+    @property
+    def lease_interval(self) -> float:
+        return self.options.renew  # --renew / IMAGER_RENEW
 
     def __init__(self, options, api=None):
         specs = list(options.slot)
