@@ -12,8 +12,8 @@ from apps.scheduler.services.claims import claim_task
 from apps.scheduler.services.workers import register_worker
 from apps.scheduler.testing import World, order
 
-TASKS = int(__import__("os").environ.get("RACE_TASKS", 200))
-CLAIMERS = int(__import__("os").environ.get("RACE_CLAIMERS", 20))
+TASKS = 200
+CLAIMERS = 20
 
 
 class ClaimRaceTests(TransactionTestCase):
