@@ -11,7 +11,7 @@ from apps.accounts.models import Role
 from apps.accounts.testing import bearer, make_user
 from apps.orders.models import Configuration
 from apps.orders.services import place_order
-from apps.scheduler.models import Warehouse
+from apps.scheduler.models import Image, Warehouse
 from apps.scheduler.services.workers import register_worker
 
 MB = 1024**2
@@ -105,6 +105,21 @@ class World:
                 for name in slots
             ],
         )
+
+
+def image(order, warehouse, **fields):
+    """An Image row of ``order`` in ``warehouse``, verified unless told otherwise."""
+    values = {
+        "file_name": "image.img",
+        "size": 10,
+        "sha256": "1" * 64,
+        "bmap_name": "image.bmap",
+        "bmap_size": 5,
+        "bmap_sha256": "2" * 64,
+        "state": "verified",
+        **fields,
+    }
+    return Image.objects.create(order=order, warehouse=warehouse, **values)
 
 
 def event(client, task_id, lease_id, type, **data):

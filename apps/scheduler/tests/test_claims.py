@@ -11,6 +11,7 @@ from apps.scheduler.models import Task, TaskEvent, TaskKind, TaskStatus
 from apps.scheduler.services.claims import claim_task
 from apps.scheduler.services.workers import register_worker
 from apps.scheduler.testing import World, order
+from apps.scheduler.testing import image as make_image
 
 TASKS = 200
 CLAIMERS = 20
@@ -115,20 +116,9 @@ class ClaimRuleTests(TestCase):
         self.assertIn("this disk has less", result.reason)
 
     def test_a_card_too_small_for_the_image_leases_nothing_and_says_why(self):
-        from apps.scheduler.models import Image
 
         placed = order(self.world.client, quantity=1)
-        image = Image.objects.create(
-            order=placed,
-            warehouse=self.world.warehouse,
-            file_name="x.img",
-            size=7_000_000_000,
-            sha256="1" * 64,
-            bmap_name="x.bmap",
-            bmap_size=10,
-            bmap_sha256="2" * 64,
-            state="verified",
-        )
+        image = make_image(placed, self.world.warehouse, size=7_000_000_000)
         Task.objects.create(
             order=placed, kind=TaskKind.WRITE, host="host-1", image=image, copy_number=1
         )
@@ -146,19 +136,9 @@ class ClaimRuleTests(TestCase):
         self.assertEqual(fits.task.slot.name, "slot-1")
 
     def test_write_tasks_go_only_to_the_host_that_holds_the_image(self):
-        from apps.scheduler.models import Image
 
         placed = order(self.world.client, quantity=1)
-        image = Image.objects.create(
-            order=placed,
-            warehouse=self.world.warehouse,
-            file_name="x.img",
-            size=100,
-            sha256="1" * 64,
-            bmap_name="x.bmap",
-            bmap_size=10,
-            bmap_sha256="2" * 64,
-        )
+        image = make_image(placed, self.world.warehouse, size=100)
         Task.objects.create(
             order=placed, kind=TaskKind.WRITE, host="host-2", image=image, copy_number=1
         )

@@ -12,7 +12,6 @@ from django.utils import timezone
 from apps.orders.models import OrderStatus
 from apps.orders.services import move_order
 from apps.scheduler.models import (
-    Image,
     ImageState,
     Slot,
     Task,
@@ -26,6 +25,7 @@ from apps.scheduler.services.claims import claim_task
 from apps.scheduler.services.leases import renew
 from apps.scheduler.services.sweeper import sweep
 from apps.scheduler.testing import World, order
+from apps.scheduler.testing import image as make_image
 
 
 def later(seconds):
@@ -129,17 +129,7 @@ class SweeperTests(TestCase):
 
     def test_orders_expire_after_retention_and_their_images_become_deletable(self):
         placed = order(self.world.client, kind="download", quantity=1)
-        image = Image.objects.create(
-            order=placed,
-            warehouse=self.world.warehouse,
-            file_name="a.img",
-            size=10,
-            sha256="1" * 64,
-            bmap_name="a.bmap",
-            bmap_size=5,
-            bmap_sha256="2" * 64,
-            state=ImageState.VERIFIED,
-        )
+        image = make_image(placed, self.world.warehouse)
         move_order(placed, OrderStatus.BUILDING)
         move_order(placed, OrderStatus.BUILT, image=image)
         placed.refresh_from_db()
@@ -155,17 +145,7 @@ class SweeperTests(TestCase):
 
     def test_a_step_cut_short_by_a_crash_is_finished_by_the_sweeper(self):
         placed = order(self.world.client, quantity=2)
-        image = Image.objects.create(
-            order=placed,
-            warehouse=self.world.warehouse,
-            file_name="a.img",
-            size=10,
-            sha256="1" * 64,
-            bmap_name="a.bmap",
-            bmap_size=5,
-            bmap_sha256="2" * 64,
-            state=ImageState.VERIFIED,
-        )
+        image = make_image(placed, self.world.warehouse)
         # The process died right after marking the image verified.
         self.assertEqual(sweep().repaired, 1)
         placed.refresh_from_db()

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import shutil
-import struct
 import subprocess
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from workers.creator.demo import make_zim, png_48x48  # noqa: F401 - shared
 
 MIB = 1024 * 1024
 BASE_SIZE = 128 * MIB
@@ -85,45 +84,6 @@ def make_base_image(
 def base_image(tmp_path_factory) -> Path:
     """128 MiB dos-labelled base image with boot and root partitions."""
     return make_base_image(tmp_path_factory.mktemp("base") / "base.img")
-
-
-def png_48x48() -> bytes:
-    """A 48x48 RGB PNG, as zimwriterfs wants for the illustration."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + bytes((x * 5, 120, 200)) * 48 for x in range(48))
-    header = struct.pack(">IIBBBBB", 48, 48, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
-def make_zim(folder: Path, name: str, *, payload_bytes: int, seed: int) -> Path:
-    """A real ZIM file, with `payload_bytes` of incompressible data inside."""
-    html = folder / f"{name}-html"
-    html.mkdir(parents=True)
-    (html / "illustration.png").write_bytes(png_48x48())
-    (html / "index.html").write_text(
-        f"<html><head><title>{name}</title></head>"
-        f"<body><h1>{name}</h1><a href='page.html'>page</a></body></html>"
-    )
-    (html / "page.html").write_text("<html><body><p>Offline content.</p></body></html>")
-    (html / "blob.bin").write_bytes(random.Random(seed).randbytes(payload_bytes))
-    zim = folder / f"{name}.zim"
-    run(
-        "zimwriterfs", "--welcome=index.html", "--illustration=illustration.png",
-        "--language=eng", f"--title={name}", "--description=test content",
-        "--creator=tests", "--publisher=tests", "--withoutFTIndex",
-        str(html), str(zim),
-    )  # fmt: skip
-    shutil.rmtree(html)
-    return zim
 
 
 @pytest.fixture(scope="session")
