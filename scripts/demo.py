@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import os
-import random
 import shutil
 import signal
 import socket
@@ -44,10 +42,10 @@ if str(ROOT) not in sys.path:
 from workers.common.api import ApiClient, ApiError  # noqa: E402
 from workers.common.bmap import load_bmap  # noqa: E402
 from workers.creator import demo as inputs  # noqa: E402
+from workers.writer.loopdev import LoopError, LoopSlot  # noqa: E402
 
 MIB = 1024 * 1024
 CARD_BYTES = 8 * 10**9  # a nominal 8 GB card
-LOOP_CTL_ADD, LOOP_CTL_REMOVE = 0x4C80, 0x4C81
 HOST = "demo-host"
 ACCOUNTS = {
     "demo": "client",
@@ -271,66 +269,6 @@ def loop_missing() -> str | None:
     if shutil.which("losetup") is None:
         return "the losetup command"
     return None
-
-
-class LoopSlot:
-    """A card reader: a loop device of our own at a high number, so that
-    ``losetup -f`` elsewhere (which takes the lowest free one) never writes
-    through it while it has no card."""
-
-    def __init__(self):
-        control = os.open("/dev/loop-control", os.O_RDWR)
-        try:
-            for _ in range(100):
-                number = random.randrange(200, 1000)  # noqa: S311 - not a secret
-                try:
-                    fcntl.ioctl(control, LOOP_CTL_ADD, number)
-                except FileExistsError:
-                    continue
-                break
-            else:
-                raise DemoError("no free loop device number in 200-999")
-        finally:
-            os.close(control)
-        self.number = number
-        self.device = f"/dev/loop{number}"
-        wait_for(
-            lambda: Path(self.device).exists(), f"{self.device} to appear", timeout=10
-        )
-        self.card: Path | None = None
-
-    @property
-    def rdev(self) -> str:
-        st = os.stat(self.device)
-        return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
-
-    def insert(self, card: Path) -> None:
-        done = subprocess.run(
-            ["losetup", self.device, str(card)], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            raise DemoError(f"losetup {self.device} {card}: {done.stderr.strip()}")
-        self.card = card
-
-    def remove(self) -> None:
-        subprocess.run(["losetup", "-d", self.device], capture_output=True)
-        self.card = None
-
-    def close(self) -> None:
-        """Take the card out and give the device number back."""
-        self.remove()
-        control = os.open("/dev/loop-control", os.O_RDWR)
-        try:
-            # The detach ends at the last close: a writer still closing the
-            # device makes the removal fail with EBUSY for a moment.
-            for _ in range(50):
-                try:
-                    fcntl.ioctl(control, LOOP_CTL_REMOVE, self.number)
-                    return
-                except OSError:
-                    time.sleep(0.1)
-        finally:
-            os.close(control)
 
 
 def blank_card(path: Path, size: int = CARD_BYTES) -> Path:
@@ -681,7 +619,7 @@ def run_demo(options) -> int:
         while True:
             chain.children.check()
             time.sleep(1)
-    except (DemoError, ApiError) as exc:
+    except (DemoError, LoopError, ApiError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 1
     except inputs.ToolError as exc:

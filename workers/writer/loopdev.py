@@ -1,0 +1,77 @@
+"""Loop devices as card readers, for the demo and the tests: ``losetup DEV FILE``
+is a card going in, ``losetup -d DEV`` a card coming out. Needs root."""
+
+import fcntl
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+
+LOOP_CTL_ADD, LOOP_CTL_REMOVE = 0x4C80, 0x4C81
+
+
+class LoopError(Exception):
+    """A loop device could not be made, filled or emptied."""
+
+
+class LoopSlot:
+    """A card reader: a loop device of our own at a high number, so that
+    ``losetup -f`` elsewhere (which takes the lowest free one) never writes
+    through it while it has no card."""
+
+    def __init__(self):
+        control = os.open("/dev/loop-control", os.O_RDWR)
+        try:
+            for _ in range(100):
+                number = random.randrange(200, 1000)  # noqa: S311 - not a secret
+                try:
+                    fcntl.ioctl(control, LOOP_CTL_ADD, number)
+                except FileExistsError:
+                    continue
+                break
+            else:
+                raise LoopError("no free loop device number in 200-999")
+        finally:
+            os.close(control)
+        self.number = number
+        self.device = f"/dev/loop{number}"
+        deadline = time.monotonic() + 10
+        while not Path(self.device).exists():  # devtmpfs (or udev) makes the node
+            if time.monotonic() > deadline:
+                raise LoopError(f"{self.device} did not appear")
+            time.sleep(0.02)
+        self.card: Path | None = None
+
+    @property
+    def rdev(self) -> str:
+        st = os.stat(self.device)
+        return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+
+    def insert(self, card: Path) -> None:
+        done = subprocess.run(
+            ["losetup", self.device, str(card)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise LoopError(f"losetup {self.device} {card}: {done.stderr.strip()}")
+        self.card = card
+
+    def remove(self) -> None:
+        subprocess.run(["losetup", "-d", self.device], capture_output=True)
+        self.card = None
+
+    def close(self) -> None:
+        """Take the card out and give the device number back."""
+        self.remove()
+        control = os.open("/dev/loop-control", os.O_RDWR)
+        try:
+            # The detach ends at the last close: a writer still closing the
+            # device makes the removal fail with EBUSY for a moment.
+            for _ in range(50):
+                try:
+                    fcntl.ioctl(control, LOOP_CTL_REMOVE, self.number)
+                    return
+                except OSError:
+                    time.sleep(0.1)
+        finally:
+            os.close(control)
