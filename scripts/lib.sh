@@ -13,7 +13,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 RUNTIME_PACKAGES=(python3 python3-venv gettext e2fsprogs fdisk mtools xz-utils zstd
   bmap-tools zim-tools kiwix-tools udev)
 # Extra ones for the tests: real database and cache servers, FTP clients.
-TEST_PACKAGES=(postgresql redis-server lftp curl)
+TEST_PACKAGES=(postgresql redis-server lftp curl openssl)
 
 ensure_packages() {
   local missing=() pkg
