@@ -40,19 +40,25 @@ def run(*command: str, stdin: str | None = None) -> None:
         raise ToolError(f"{command[0]} failed (exit {result.returncode}): {output[0]}")
 
 
-def make_base_image(path: Path) -> Path:
-    """A 128 MiB dos-labelled image: FAT32 boot and ext4 root partitions."""
+def make_base_image(
+    path: Path, *, label: str = "dos", data_partition: bool = False
+) -> Path:
+    """A 128 MiB Raspberry-Pi-like image: FAT32 boot, ext4 root and, if asked, an
+    ext4 data partition; ``label`` is "dos" or "gpt". Built without root."""
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     part.unlink(missing_ok=True)
     with part.open("wb") as image:
         image.truncate(BASE_SIZE)
-    root_size = BASE_SIZE - ROOT_START - MIB
+    root_size = 40 * MIB if data_partition else BASE_SIZE - ROOT_START - MIB
+    fat, linux = ("c", "83") if label == "dos" else ("U", "L")
     script = [
-        "label: dos",
-        f"start={BOOT_START // 512}, size={BOOT_SIZE // 512}, type=c",
-        f"start={ROOT_START // 512}, size={root_size // 512}, type=83",
+        f"label: {label}",
+        f"start={BOOT_START // 512}, size={BOOT_SIZE // 512}, type={fat}",
+        f"start={ROOT_START // 512}, size={root_size // 512}, type={linux}",
     ]
+    if data_partition:
+        script.append(f"start={(ROOT_START + root_size) // 512}, type={linux}")
     run("sfdisk", "--no-reread", "--no-tell-kernel", str(part), stdin="\n".join(script))
     boot = f"{part}@@{BOOT_START}"
     run(
@@ -71,6 +77,14 @@ def make_base_image(path: Path) -> Path:
             "-E", f"offset={ROOT_START}", "-d", str(tree / "root"), str(part),
             f"{root_size // 1024}k",
         )  # fmt: skip
+        if data_partition:
+            (tree / "data").mkdir()
+            (tree / "data" / "old.txt").write_text("from the base image\n")
+            start = ROOT_START + root_size
+            run(
+                "mke2fs", "-q", "-F", "-t", "ext4", "-E", f"offset={start}",
+                "-d", str(tree / "data"), str(part), f"{(BASE_SIZE - start) // 1024}k",
+            )  # fmt: skip
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     # Renamed only when complete, so a second run never reuses half an image.

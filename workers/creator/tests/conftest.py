@@ -16,14 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from workers.creator.demo import make_zim, png_48x48  # noqa: F401 - shared
-
-MIB = 1024 * 1024
-BASE_SIZE = 128 * MIB
-BOOT_START = 1 * MIB
-# mtools refuses FAT32 below 65525 clusters: 64 MiB with 512-byte clusters is enough.
-BOOT_SIZE = 64 * MIB
-ROOT_START = BOOT_START + BOOT_SIZE
+# Shared with the demo (scripts/demo.py); test modules import them from here too.
+from workers.creator.demo import (  # noqa: F401
+    make_base_image,
+    make_zim,
+    png_48x48,
+)
 
 
 def run(*command: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -33,51 +31,6 @@ def run(*command: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     )
     assert result.returncode == 0, f"{command} failed: {result.stderr}{result.stdout}"
     return result
-
-
-def make_base_image(
-    path: Path, *, label: str = "dos", data_partition: bool = False
-) -> Path:
-    """A small Raspberry-Pi-like image: FAT32 boot, ext4 root, optional ext4 data."""
-    path.unlink(missing_ok=True)
-    with path.open("wb") as image:
-        image.truncate(BASE_SIZE)
-    root_size = 40 * MIB if data_partition else BASE_SIZE - ROOT_START - MIB
-    fat, linux = ("c", "83") if label == "dos" else ("U", "L")
-    script = [
-        f"label: {label}",
-        f"start={BOOT_START // 512}, size={BOOT_SIZE // 512}, type={fat}",
-        f"start={ROOT_START // 512}, size={root_size // 512}, type={linux}",
-    ]
-    if data_partition:
-        script.append(f"start={(ROOT_START + root_size) // 512}, type={linux}")
-    run("sfdisk", "--no-reread", "--no-tell-kernel", str(path), stdin="\n".join(script))
-    boot = f"{path}@@{BOOT_START}"
-    run(
-        "mformat", "-i", boot, "-F", "-c", "1", "-v", "BOOT", "-h", "64", "-s", "32",
-        "-T", str(BOOT_SIZE // 512), "-H", str(BOOT_START // 512), "::",
-    )  # fmt: skip
-    tree = path.with_name(path.name + ".tree")
-    shutil.rmtree(tree, ignore_errors=True)
-    (tree / "root" / "etc").mkdir(parents=True)
-    (tree / "root" / "etc" / "hostname").write_text("hotspot\n")
-    (tree / "cmdline.txt").write_text("console=serial0 root=PARTUUID=0-02\n")
-    run("mcopy", "-i", boot, str(tree / "cmdline.txt"), "::/cmdline.txt")
-    run(
-        "mke2fs", "-q", "-F", "-t", "ext4", "-L", "rootfs",
-        "-E", f"offset={ROOT_START}", "-d", str(tree / "root"), str(path),
-        f"{root_size // 1024}k",
-    )  # fmt: skip
-    if data_partition:
-        (tree / "data").mkdir()
-        (tree / "data" / "old.txt").write_text("from the base image\n")
-        start = ROOT_START + root_size
-        run(
-            "mke2fs", "-q", "-F", "-t", "ext4", "-E", f"offset={start}",
-            "-d", str(tree / "data"), str(path), f"{(BASE_SIZE - start) // 1024}k",
-        )  # fmt: skip
-    shutil.rmtree(tree)
-    return path
 
 
 @pytest.fixture(scope="session")
