@@ -248,6 +248,84 @@ def test_verify_catches_a_single_corrupted_byte_on_the_card(image, attach):
     with pytest.raises(VerifyMismatch) as against_image:
         verify(card.device, image.path)
     assert against_image.value.offset == offset
+    # The bmap's ranges compared with the image: what flash() does.
+    with pytest.raises(VerifyMismatch) as ranges_against_image:
+        verify(card.device, image.bmap, image=image.path)
+    assert ranges_against_image.value.offset == offset
+
+
+@needs_loop
+def test_an_image_that_does_not_match_its_bmap_never_gets_a_bootable_card(
+    image, attach, tmp_path
+):
+    copy = tmp_path / "copy.img"
+    shutil.copyfile(image.path, copy)
+    assert flash(copy, attach().device, image.bmap).bytes_verified > 0
+    # The image rots on the host's disk after a first good card: the check is
+    # remembered per image, but a changed file is checked again.
+    first, last, _ = image.bmap.ranges[-1]
+    with open(copy, "r+b") as damaged:
+        damaged.seek(first * 4096 + 10)
+        damaged.write(b"rot")
+    card = attach()
+
+    with pytest.raises(flash_module.InvalidInput, match=f"blocks {first}-{last}"):
+        flash(copy, card.device, image.bmap)
+    assert card.content()[:MiB] == OLD * MiB  # the head is never written
+
+
+def test_a_regular_file_stands_in_for_a_card_only_when_asked(image, tmp_path):
+    card = tmp_path / "card.img"
+    with open(card, "wb") as out:
+        out.truncate(64 * MiB)  # sparse: an empty card costs no disk
+
+    with pytest.raises(flash_module.InvalidInput, match="regular file"):
+        flash(image.path, card, image.bmap)
+    result = flash(image.path, card, image.bmap, file_ok=True)
+
+    assert result.bytes_verified == image.bmap.mapped_bytes
+    data, got = image.path.read_bytes(), card.read_bytes()
+    for start, end, _ in image.bmap.byte_ranges():
+        assert got[start:end] == data[start:end]
+    # Only the mapped blocks were written: the card file stays sparse.
+    assert card.stat().st_blocks * 512 <= image.bmap.mapped_bytes + MiB
+    assert verify(card, image.bmap_path) == image.bmap.mapped_bytes
+
+
+def test_a_card_file_that_is_deleted_mid_write_is_a_removed_card(image, tmp_path):
+    card = tmp_path / "card.img"
+    with open(card, "wb") as out:
+        out.truncate(64 * MiB)
+
+    def pull(phase, done, total):
+        if phase == "writing" and done >= MiB and card.exists():
+            card.unlink()
+
+    with pytest.raises(CardRemoved, match="card file disappeared"):
+        flash(image.path, card, file_ok=True, progress=pull, buffer_size=MiB)
+
+
+def test_a_card_file_of_an_odd_size_is_refused_with_what_to_do(image, tmp_path):
+    card = tmp_path / "card.img"
+    card.write_bytes(b"x" * (64 * MiB + 100))
+
+    with pytest.raises(flash_module.InvalidInput, match="multiple of 4096"):
+        flash(image.path, card, file_ok=True)
+
+
+def test_the_command_line_writes_into_a_file_with_to_file(image, tmp_path):
+    card = tmp_path / "card.img"
+    with open(card, "wb") as out:
+        out.truncate(64 * MiB)
+
+    refused = _cli(str(image.path), str(card), "--quiet")
+    done = _cli(str(image.path), str(card), "--bmap", str(image.bmap_path), "--to-file")
+
+    assert refused.returncode == 2
+    assert "--to-file" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert done.returncode == 0, done.stderr
+    assert "verified" in done.stdout
 
 
 @needs_loop
