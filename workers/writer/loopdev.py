@@ -1,5 +1,13 @@
-"""Loop devices as card readers, for the demo and the tests: ``losetup DEV FILE``
-is a card going in, ``losetup -d DEV`` a card coming out. Needs root."""
+"""Card readers for the demo and the tests, two kinds with one interface
+(``device``: what the writer's ``--slot NAME=`` gets; ``insert(card_file)``,
+``remove()``, ``close()``; ``card``: the file in it or None).
+
+- LoopSlot: a loop device. ``losetup DEV FILE`` is a card going in,
+  ``losetup -d DEV`` a card coming out. Needs root; the writer then sees a block
+  device and its kernel events, as with a real reader.
+- FileSlot: a file slot (``file:PATH``). A card going in is PATH becoming a
+  symlink to the card file, coming out is the symlink going. Needs no root.
+"""
 
 import fcntl
 import os
@@ -11,7 +19,11 @@ from pathlib import Path
 LOOP_CTL_ADD, LOOP_CTL_REMOVE = 0x4C80, 0x4C81
 
 
-class LoopError(Exception):
+class SlotError(Exception):
+    """A card could not be put in or taken out of a slot."""
+
+
+class LoopError(SlotError):
     """A loop device could not be made, filled or emptied."""
 
 
@@ -75,3 +87,37 @@ class LoopSlot:
                     time.sleep(0.1)
         finally:
             os.close(control)
+
+
+class FileSlot:
+    """A file slot at ``path`` (its folder is made). The card files must be
+    multiples of 4096 bytes, as the flash engine writes them with O_DIRECT."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path).absolute()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)  # a card a stopped run left in
+        self.device = f"file:{self.path}"
+        self.card: Path | None = None
+
+    def insert(self, card: Path) -> None:
+        # Absolute: the link must not depend on the folder it sits in.
+        target = Path(card).absolute()
+        if not target.is_file():
+            raise SlotError(f"cannot insert {target} in {self.path}: no such file")
+        try:
+            self.path.symlink_to(target)
+        except FileExistsError:
+            raise SlotError(
+                f"cannot insert {target}: {self.path} holds a card already"
+            ) from None
+        except OSError as exc:
+            raise SlotError(f"cannot insert {target} in {self.path}: {exc}") from None
+        self.card = target
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.card = None
+
+    def close(self) -> None:
+        self.remove()
