@@ -7,6 +7,12 @@ path resolves to a block device whose size is above 0 (a USB reader without a
 medium, and a loop device without a backing file, have size 0). pyudev events
 only say *when* to look again, so a missed or reordered event costs at most one
 poll interval, never a wrong answer.
+
+A *file slot* (``NAME=file:/abs/path``) lets a machine without root, or without
+card readers, run the writer: the slot is a path, and a card is in when that
+path resolves to a non-empty regular file (``ln -s card.img PATH`` puts a card
+in, ``rm PATH`` takes it out). No kernel event concerns it: polling alone sees
+it. It is an explicit opt-in, so a typo in a device path still fails loudly.
 """
 
 import logging
@@ -24,6 +30,8 @@ log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[\w.-]{1,50}$")
 SERIAL_CHARS = 100  # what the API keeps of a card serial
+FILE = "file:"  # the prefix of a file slot
+SYNTAX = "write NAME=/dev/disk/by-path/… (or NAME=file:/absolute/path for a file slot)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,29 +45,58 @@ class Card:
 
 
 def parse_slots(specs: list[str]) -> dict[str, str]:
-    """``["a=/dev/x", "b=/dev/y,c=/dev/z"]`` -> ``{name: path}``; ValueError says
-    what is wrong with which entry."""
+    """``["a=/dev/x", "b=/dev/y,c=file:/srv/c"]`` -> ``{name: path}`` (a file
+    slot keeps its ``file:`` prefix); ValueError says what is wrong with which
+    entry."""
     slots: dict[str, str] = {}
     for spec in specs:
         for item in filter(None, (part.strip() for part in spec.split(","))):
             name, sep, path = item.partition("=")
             name, path = name.strip(), path.strip()
             if not sep or not name or not path:
-                raise ValueError(f"{item!r}: write NAME=/dev/disk/by-path/…")
+                raise ValueError(f"{item!r}: {SYNTAX}")
             if not NAME.match(name):
                 raise ValueError(
                     f"{name!r}: a slot name has 1-50 letters, digits, '.', '_', '-'"
                 )
-            if not path.startswith("/dev/"):
-                raise ValueError(f"{item!r}: the device path must be under /dev/")
+            if is_file_slot(path):
+                file = slot_path(path)
+                if not os.path.isabs(file):
+                    raise ValueError(
+                        f"{item!r}: a file slot needs an absolute path, "
+                        f"e.g. {name}=file:/srv/cards/{name}"
+                    )
+                if os.path.normpath(file).startswith("/dev/"):
+                    raise ValueError(
+                        f"{item!r}: a file slot is a regular file's path, not a "
+                        f"device; write {name}={file} for a card reader"
+                    )
+                path = FILE + os.path.normpath(file)
+            elif not path.startswith("/dev/"):
+                raise ValueError(
+                    f"{item!r}: the device path must be under /dev/ "
+                    "(or start with file: for a file slot)"
+                )
             if name in slots:
                 raise ValueError(f"slot {name!r} is given twice")
             slots[name] = path
     return slots
 
 
+def is_file_slot(path: str) -> bool:
+    return path.startswith(FILE)
+
+
+def slot_path(path: str) -> str:
+    """The file system path of a slot: a file slot's without its prefix."""
+    return path.removeprefix(FILE)
+
+
 def card_in(path: str) -> Card | None:
-    """The card in the reader at ``path``, or None when there is none."""
+    """The card in the reader at ``path`` (or the file slot ``file:PATH``), or
+    None when there is none."""
+    if is_file_slot(path):
+        return _file_card(slot_path(path))
     try:
         st = os.stat(path)  # follows the by-path symlink
     except OSError:
@@ -78,6 +115,22 @@ def card_in(path: str) -> Card | None:
         rdev=st.st_rdev,
         capacity=sectors * 512,  # /sys counts 512-byte sectors whatever the card's
         serial=_serial(node),
+    )
+
+
+def _file_card(path: str) -> Card | None:
+    """A file slot's card: the regular file its path resolves to. Its inode is
+    its identity (the flash engine's too), so a file put in its place is
+    another card even under the same name."""
+    try:
+        st = os.stat(path)  # follows the symlink that put the card in
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size <= 0:
+        return None
+    real = os.path.realpath(path)
+    return Card(
+        device=real, rdev=st.st_ino, capacity=st.st_size, serial=real[-SERIAL_CHARS:]
     )
 
 

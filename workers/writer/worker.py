@@ -27,11 +27,20 @@ from workers.common.lease import Lease, Stop
 from workers.common.progress import PhaseBar
 from workers.common.worker import UsageError, Worker, add_common_options, env_default
 from workers.writer import flash as engine
-from workers.writer.slots import Card, SlotMonitor, card_in, parse_slots
+from workers.writer.slots import (
+    FILE,
+    Card,
+    SlotMonitor,
+    card_in,
+    is_file_slot,
+    parse_slots,
+    slot_path,
+)
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+DEVICE_PATH_CHARS = 255  # what the API keeps of a slot's path
 REPORT_EVERY = 2.0  # seconds between slot progress reports (the UI polls anyway)
 HEARTBEAT_EVERY = 30.0  # idle slots do not claim: say we are alive
 
@@ -48,7 +57,9 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=DEVICE",
         help="a card slot and its stable device path, e.g. "
-        "slot-1=/dev/disk/by-path/pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0; "
+        "slot-1=/dev/disk/by-path/pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0, or "
+        "a file slot, slot-1=file:/srv/cards/slot-1 (a card is in while that "
+        "path is a non-empty regular file or a symlink to one; no root needed); "
         "repeat for each slot (WRITER_SLOTS='a=/dev/…,b=/dev/…')",
     )
     parser.add_argument(
@@ -73,7 +84,8 @@ class Writer(Worker):
             specs = [env_default("WRITER_SLOTS")]
         if not specs:
             raise UsageError(
-                "give at least one --slot NAME=/dev/disk/by-path/… (or WRITER_SLOTS)"
+                "give at least one --slot NAME=/dev/disk/by-path/… or "
+                "NAME=file:/path (or WRITER_SLOTS)"
             )
         try:
             paths = parse_slots(specs)
@@ -81,13 +93,28 @@ class Writer(Worker):
             raise UsageError(f"--slot {exc}") from exc
         resolved = {}
         for name, path in paths.items():
-            real = os.path.realpath(path)
+            if is_file_slot(path):
+                # The slot is the path itself, not the card it points to now.
+                file = slot_path(path)
+                folder = os.path.realpath(os.path.dirname(file))
+                real = FILE + os.path.join(folder, os.path.basename(file))
+            else:
+                real = os.path.realpath(path)
             if real in resolved:
+                what = "file" if is_file_slot(path) else "device"
                 raise UsageError(
-                    f"--slot {name} and {resolved[real]} are the same device {real}"
+                    f"--slot {name} and {resolved[real]} are the same {what} {real}"
                 )
             resolved[real] = name
-            if Path(path).name.startswith(("sd", "mmcblk")):
+            if is_file_slot(path):
+                if not os.path.isdir(os.path.dirname(slot_path(path))):
+                    log.warning(
+                        "slot %s: the folder of %s does not exist (yet): no card "
+                        "can go in until it does",
+                        name,
+                        slot_path(path),
+                    )
+            elif Path(path).name.startswith(("sd", "mmcblk")):
                 log.warning(
                     "slot %s uses %s, a name the kernel may give another reader "
                     "after a reboot; prefer a /dev/disk/by-path/ link",
@@ -106,26 +133,33 @@ class Writer(Worker):
         return {
             **super().registration(),
             "slots": [
-                {"name": slot.name, "device_path": slot.path}
+                {"name": slot.name, "device_path": shown(slot.spec)}
                 for slot in self.slots.values()
             ],
         }
 
     def run(self) -> int:
         self.register()
-        self.monitor = SlotMonitor(
-            {name: slot.path for name, slot in self.slots.items()}, self.wake
-        )
-        try:
-            self.monitor.start()
-        except (OSError, ImportError) as exc:
-            # Polling alone still works, only slower to notice a card.
-            log.warning(
-                "no udev events (%s); looking at the slots every %.0f s",
-                exc,
+        devices = {
+            name: slot.path for name, slot in self.slots.items() if not slot.is_file
+        }
+        if len(devices) < len(self.slots):
+            log.info(
+                "file slots get no kernel events: looking at them every %g s",
                 self.options.poll,
             )
-            self.monitor = None
+        if devices:
+            self.monitor = SlotMonitor(devices, self.wake)
+            try:
+                self.monitor.start()
+            except (OSError, ImportError) as exc:
+                # Polling alone still works, only slower to notice a card.
+                log.warning(
+                    "no udev events (%s); looking at the slots every %.0f s",
+                    exc,
+                    self.options.poll,
+                )
+                self.monitor = None
         threads = [
             threading.Thread(target=slot.run, name=f"slot-{slot.name}", daemon=True)
             for slot in self.slots.values()
@@ -167,11 +201,13 @@ class Writer(Worker):
 class Slot:
     """One card reader and the loop that serves it."""
 
-    def __init__(self, writer: Writer, name: str, path: str):
+    def __init__(self, writer: Writer, name: str, spec: str):
         self.writer = writer
         self.api = writer.api
         self.name = name
-        self.path = path
+        self.spec = spec  # as given: a file slot keeps its file: prefix
+        self.path = slot_path(spec)  # what the flash engine opens
+        self.is_file = is_file_slot(spec)
         self.wake = threading.Event()
         self.state: str | None = None
         self.message = ""
@@ -197,7 +233,7 @@ class Slot:
 
     def step(self) -> None:
         """Look at the slot once and do what its state asks for."""
-        card = card_in(self.path)
+        card = card_in(self.spec)
         if card is None:
             if self.spent is not None or self.state != "empty":
                 self.spent = None
@@ -222,6 +258,8 @@ class Slot:
         except engine.FlashError as exc:
             self.finish("failed", f"{exc}. Remove the card.", card)
             return
+        if self.is_file and not self.file_card_usable(card):
+            return
         body = {
             "worker": self.writer.worker_id,
             "slot": self.name,
@@ -240,6 +278,28 @@ class Slot:
             return
         self.write(task, card)
         self.writer.task_finished()
+
+    def file_card_usable(self, card: Card) -> bool:
+        """A card file the engine would refuse fails here, before a copy is
+        claimed for it: the engine's refusal would count against the image."""
+        if card.capacity % engine.FILE_SECTOR:
+            self.finish(
+                "failed",
+                f"The card file {card.device} has {card.capacity} bytes, not a "
+                f"multiple of {engine.FILE_SECTOR}: remove it and insert one "
+                f"made with truncate -s 8G.",
+                card,
+            )
+            return False
+        if not os.access(card.device, os.R_OK | os.W_OK):
+            self.finish(
+                "failed",
+                f"The writer may not read and write the card file {card.device}: "
+                "remove it and insert one it owns.",
+                card,
+            )
+            return False
+        return True
 
     def idle(self, card: Card, reason: str) -> None:
         """A card is in but no copy was given to it: say why, or ask for
@@ -334,7 +394,13 @@ class Slot:
             self.writer.on_progress(self, phase, done, total)
 
         try:
-            result = engine.flash(image_path, self.path, bmap_path, progress=progress)
+            result = engine.flash(
+                image_path,
+                self.path,
+                bmap_path,
+                file_ok=self.is_file,
+                progress=progress,
+            )
         except engine.CardTooSmall as exc:
             raise CardProblem("too_small", str(exc)) from None
         except engine.CardRemoved as exc:
@@ -437,6 +503,15 @@ class Slot:
             )
         except ApiError as exc:
             log.warning("slot %s: could not report %s: %s", self.name, state, exc)
+
+
+def shown(spec: str, limit: int = DEVICE_PATH_CHARS) -> str:
+    """A slot's path as the API keeps it: a long one keeps its end, which
+    names the port or the file."""
+    if len(spec) <= limit:
+        return spec
+    prefix = FILE if is_file_slot(spec) else ""
+    return prefix + "…" + spec[-(limit - len(prefix) - 1) :]
 
 
 def gigabytes(size: int) -> str:

@@ -1,10 +1,13 @@
 """Slots on real loop devices: what /sys says about a card, and which udev events
-pyudev delivers when a card goes in and out."""
+pyudev delivers when a card goes in and out. File slots, which need no root: a
+card is in while the slot's path is a non-empty regular file."""
 
+import os
 import queue
 
 import pytest
 
+from workers.writer.loopdev import FileSlot, SlotError
 from workers.writer.slots import SlotMonitor, card_in, parse_slots
 from workers.writer.tests.loopcards import MiB, make_card, needs_loop
 from workers.writer.tests.loopcards import loop_slots as loop_slots  # fixture
@@ -114,8 +117,84 @@ def test_slots_are_read_from_repeated_options_and_comma_lists():
         ("slot 1=/dev/sdb", "letters, digits"),
         ("slot-1=sdb", "under /dev/"),
         ("a=/dev/x,a=/dev/y", "given twice"),
+        ("slot-1=file:cards/slot-1", "needs an absolute path"),
+        ("slot-1=file:", "needs an absolute path"),
+        ("slot-1=file:/dev/sdb", "write slot-1=/dev/sdb for a card reader"),
+        ("a=file:/srv/a,a=/dev/y", "given twice"),
     ],
 )
 def test_bad_slot_options_say_what_to_write(spec, complaint):
     with pytest.raises(ValueError, match=complaint):
         parse_slots([spec])
+
+
+def test_file_slots_are_read_beside_device_slots_and_keep_their_prefix():
+    assert parse_slots(["a=file:/srv/cards/a", "b=/dev/x,c=file:/srv/cards/../c"]) == {
+        "a": "file:/srv/cards/a",
+        "b": "/dev/x",
+        "c": "file:/srv/c",
+    }
+
+
+def test_a_file_slot_holds_the_card_file_its_path_points_to(tmp_path):
+    slot = FileSlot(tmp_path / "slots" / "slot-1")
+    card = make_card(tmp_path / "card.raw", 8 * MiB)
+
+    assert card_in(slot.device) is None  # the path does not exist
+    slot.insert(card)
+    present = card_in(slot.device)
+    slot.remove()
+
+    assert present is not None
+    assert present.capacity == 8 * MiB
+    assert present.device == str(card)  # the symlink is followed
+    assert present.serial == str(card)
+    assert present.rdev == card.stat().st_ino
+    assert card_in(slot.device) is None
+    assert card.exists()  # taking a card out leaves the card
+
+
+def test_a_card_file_put_in_the_place_of_another_is_another_card(tmp_path):
+    slot = tmp_path / "slot-1"
+    make_card(slot, 8 * MiB)
+    before = card_in(f"file:{slot}")
+    replacement = make_card(tmp_path / "new.raw", 8 * MiB)
+
+    os.replace(replacement, slot)
+
+    after = card_in(f"file:{slot}")
+    assert before is not None and after is not None
+    assert after != before  # same name and size, another inode
+
+
+def test_an_empty_file_a_folder_or_a_dangling_link_is_no_card(tmp_path):
+    (tmp_path / "empty").touch()
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+
+    for name in ("empty", "folder", "dangling", "missing"):
+        assert card_in(f"file:{tmp_path / name}") is None, name
+
+
+def test_a_long_card_path_gives_a_serial_of_its_last_100_characters(tmp_path):
+    folder = tmp_path / ("x" * 120)
+    folder.mkdir()
+    card = make_card(folder / "card.raw", MiB)
+
+    present = card_in(f"file:{card}")
+
+    assert present is not None
+    assert present.serial == str(card)[-100:]
+    assert present.serial.endswith("/card.raw")
+
+
+def test_a_file_slot_takes_one_card_at_a_time(tmp_path):
+    slot = FileSlot(tmp_path / "slot-1")
+    slot.insert(make_card(tmp_path / "one.raw", MiB))
+
+    with pytest.raises(SlotError, match="holds a card already"):
+        slot.insert(make_card(tmp_path / "two.raw", MiB))
+    with pytest.raises(SlotError, match="no such file"):
+        FileSlot(tmp_path / "slot-2").insert(tmp_path / "none.raw")
+    slot.close()
+    assert not (tmp_path / "slot-1").exists()

@@ -1,7 +1,8 @@
-"""The writer against a live API with loop devices as cards: a card pulled out
-mid-write fails that card only, the next card completes the copy, and two slots
-write at the same time."""
+"""The writer against a live API with loop devices (root) and file slots (no
+root) as cards: a card pulled out mid-write fails that card only, the next card
+completes the copy, and two slots write at the same time."""
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from workers.downloader.tests.hosting import (
     verified_image,
     wait_for,
 )
-from workers.writer.flash import verify
+from workers.writer.flash import FILE_SECTOR, verify
+from workers.writer.loopdev import FileSlot
 from workers.writer.tests.loopcards import (
     OLD,
     LoopSlot,
@@ -35,7 +37,7 @@ from workers.writer.tests.loopcards import (
 from workers.writer.tests.loopcards import loop_slots as loop_slots  # fixture
 from workers.writer.worker import Writer, parser
 
-pytestmark = [pytest.mark.django_db(transaction=True), needs_loop]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
@@ -122,6 +124,7 @@ def holds_the_image(card: Path, files: ImageFiles) -> bool:
     return all(got[s:e] == want[s:e] for s, e, _ in bmap.byte_ranges())
 
 
+@needs_loop
 def test_pulling_a_card_mid_write_fails_that_card_and_the_next_card_completes_it(
     host, loop_slots
 ):
@@ -169,6 +172,7 @@ def test_pulling_a_card_mid_write_fails_that_card_and_the_next_card_completes_it
     assert pulled
 
 
+@needs_loop
 def test_two_slots_write_two_copies_at_the_same_time(host, loop_slots):
     order, tasks = host.order_with_copies(2)
     slots = {"slot-1": loop_slots(), "slot-2": loop_slots()}
@@ -205,6 +209,7 @@ def test_two_slots_write_two_copies_at_the_same_time(host, loop_slots):
     )
 
 
+@needs_loop
 def test_a_finished_card_is_not_written_again_until_it_is_taken_out(host, loop_slots):
     _order, tasks = host.order_with_copies(2)
     slot = loop_slots()
@@ -231,6 +236,7 @@ def test_a_finished_card_is_not_written_again_until_it_is_taken_out(host, loop_s
     )
 
 
+@needs_loop
 def test_a_card_smaller_than_the_image_gets_no_copy_and_the_slot_says_why(
     host, loop_slots
 ):
@@ -249,6 +255,7 @@ def test_a_card_smaller_than_the_image_gets_no_copy_and_the_slot_says_why(
     assert small.read_bytes() == OLD * (32 * MiB)
 
 
+@needs_loop
 def test_an_order_canceled_mid_write_stops_the_copy_and_asks_for_the_card(
     host, loop_slots
 ):
@@ -282,3 +289,120 @@ def test_an_order_canceled_mid_write_stops_the_copy_and_asks_for_the_card(
         "the cancel to be acknowledged",
     )
     assert not TaskEvent.objects.filter(task=task, type="succeeded").exists()
+
+
+# -- file slots: no root needed -------------------------------------------------
+
+
+class Reader:
+    """A card reader slot whose device does not exist: no card, ever."""
+
+    device = "/dev/disk/by-path/no-such-reader"
+
+
+def test_a_card_file_in_a_file_slot_gets_its_copy_written_and_verified(host, tmp_path):
+    _order, [task] = host.order_with_copies(1)
+    slot = FileSlot(tmp_path / "slots" / "slot-1")
+    card = host.card("first")
+    # A reader slot beside it: the udev monitor watches that one alone.
+    host.writer({"slot-1": slot, "reader": Reader()})
+    wait_for(lambda: slot_state("slot-1") == "empty", "the file slot to be empty")
+
+    slot.insert(card)
+
+    done = wait_for(
+        lambda: Task.objects.filter(pk=task.pk, status=TaskStatus.SUCCEEDED).first(),
+        "the copy on the card file",
+    )
+    assert done.result["slot"] == "slot-1"
+    assert done.result["card_serial"] == str(card)
+    assert done.result["card_capacity"] == card.stat().st_size
+    assert done.result["bytes_verified"] == load_bmap(host.files.bmap).mapped_bytes
+    assert holds_the_image(card, host.files)
+    # A hole of the image keeps what the card held: only mapped blocks are written.
+    ranges = list(load_bmap(host.files.bmap).byte_ranges())
+    start, end = next(
+        (a[1], b[0]) for a, b in itertools.pairwise(ranges) if a[1] < b[0]
+    )
+    assert card.read_bytes()[start:end] == OLD * (end - start)
+    assert verify(card, host.files.bmap) == done.result["bytes_verified"]
+    wait_for(lambda: slot_state("slot-1") == "done", "the slot to say done")
+    row = Slot.objects.get(worker__host="host-1", name="slot-1")
+    assert row.device_path == slot.device
+    assert row.card_serial == str(card)
+    assert "remove the card" in row.message
+    assert slot_state("reader") == "empty"
+
+    slot.remove()
+    wait_for(lambda: slot_state("slot-1") == "empty", "the slot to be empty again")
+
+
+def test_pulling_a_file_card_mid_write_fails_that_card_and_the_next_card_completes_it(
+    host, tmp_path
+):
+    _order, [task] = host.order_with_copies(1)
+    slot = FileSlot(tmp_path / "slots" / "slot-1")
+    first, second = host.card("first"), host.card("second")
+    pulled = []
+
+    class PullingWriter(Writer):
+        def on_progress(self, writing_slot, phase, done, total):
+            # The operator pulls the first card once 4 MiB are written.
+            if phase == "writing" and done >= 4 * MiB and not pulled:
+                slot.remove()
+                pulled.append(done)
+
+    host.writer({"slot-1": slot}, cls=PullingWriter)
+    slot.insert(first)
+
+    failure = wait_for(
+        lambda: TaskEvent.objects.filter(task=task, type="card_failed").first(),
+        "the card failure",
+    )
+    assert failure.data["reason"] == "removed"
+    assert Task.objects.get(pk=task.pk).card_failures == 1
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.PENDING
+    wait_for(lambda: slot_state("slot-1") == "empty", "the slot to be empty")
+    # The first MiB is written last: the pulled card cannot look bootable.
+    assert first.read_bytes()[:MiB] == OLD * MiB
+
+    slot.insert(second)
+
+    done = wait_for(
+        lambda: Task.objects.filter(pk=task.pk, status=TaskStatus.SUCCEEDED).first(),
+        "the copy on the second card",
+    )
+    assert done.card_failures == 1
+    assert done.result["card_serial"] == str(second)
+    assert holds_the_image(second, host.files)
+    wait_for(lambda: slot_state("slot-1") == "done", "the slot to say done")
+    assert pulled
+
+
+def test_a_card_file_the_engine_could_not_write_fails_in_the_slot_not_the_copy(
+    host, tmp_path
+):
+    _order, [task] = host.order_with_copies(1)
+    slot = FileSlot(tmp_path / "slots" / "slot-1")
+    odd = tmp_path / "cards" / "odd.raw"
+    odd.write_bytes(OLD * (64 * MiB + 512))  # O_DIRECT needs whole 4096-byte blocks
+    host.writer({"slot-1": slot})
+
+    slot.insert(odd)
+
+    wait_for(lambda: slot_state("slot-1") == "failed", "the slot to refuse the card")
+    row = Slot.objects.get(name="slot-1")
+    assert f"not a multiple of {FILE_SECTOR}" in row.message
+    task = Task.objects.get(pk=task.pk)
+    assert task.status == TaskStatus.PENDING
+    assert task.card_failures == 0
+    assert odd.read_bytes() == OLD * (64 * MiB + 512)
+
+    # A good card in its place is a new card: it gets the copy.
+    slot.remove()
+    wait_for(lambda: slot_state("slot-1") == "empty", "the slot to be empty")
+    slot.insert(host.card("good"))
+    wait_for(
+        lambda: Task.objects.get(pk=task.pk).status == TaskStatus.SUCCEEDED,
+        "the copy on the good card",
+    )

@@ -40,6 +40,21 @@ API = ("--api", "http://127.0.0.1:9", "--username", "host-1")
             "slot 'a' is given twice",
         ),
         (("--slot", "a=/dev/x"), {}, "--api (or IMAGER_API_URL) is required"),
+        (
+            (*API, "--slot", "a=file:cards/a"),
+            {"IMAGER_PASSWORD": "x"},
+            "--slot 'a=file:cards/a': a file slot needs an absolute path",
+        ),
+        (
+            (*API, "--slot", "a=file:/tmp/s/../a", "--slot", "b=file:/tmp/a"),
+            {"IMAGER_PASSWORD": "x"},
+            "--slot b and a are the same file file:/tmp/a",
+        ),
+        (
+            (*API, "--slot", "a=cards/a"),
+            {"IMAGER_PASSWORD": "x"},
+            "(or start with file: for a file slot)",
+        ),
     ],
 )
 def test_bad_options_are_refused_in_one_line_saying_what_to_do(args, env, complaint):
