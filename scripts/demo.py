@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The whole chain on one machine: web service, background jobs, warehouse,
 creator, downloader and writer on loopback, a catalog of real ZIM files served
-over HTTP, one order for 2 copies, loop devices as the cards.
+over HTTP, one order for 2 copies. The cards are sparse 8 GB files: attached as
+loop devices when it runs as root (the writer then sees block devices and their
+kernel events, as with real readers), in file slots otherwise (it says so).
 
     .venv/bin/python scripts/demo.py [--exit] [--port 8000] [--ftp-port 2121]
 
@@ -13,7 +15,7 @@ them all (SIGTERM, then SIGKILL after a grace period). A second run reuses
 Plain Python (no Django import), like the workers: it talks to the API. The
 end-to-end test (tests/test_end_to_end.py) drives the same ``Chain``.
 Exit codes: 0 done (or stopped with Ctrl-C), 1 the chain failed, 2 bad option
-or missing prerequisite.
+or missing prerequisite (a tool to make the base image or the catalog).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ if str(ROOT) not in sys.path:
 from workers.common.api import ApiClient, ApiError  # noqa: E402
 from workers.common.bmap import load_bmap  # noqa: E402
 from workers.creator import demo as inputs  # noqa: E402
-from workers.writer.loopdev import LoopError, LoopSlot  # noqa: E402
+from workers.writer.loopdev import FileSlot, LoopSlot, SlotError  # noqa: E402
 
 MIB = 1024 * 1024
 CARD_BYTES = 8 * 10**9  # a nominal 8 GB card
@@ -271,6 +273,25 @@ def loop_missing() -> str | None:
     return None
 
 
+def add_slots(slots: dict, demo: Path, names: list[str]) -> str:
+    """A slot per name into ``slots`` (one at a time, so that a failure leaves
+    the ones made to be closed): loop devices where the machine allows them,
+    file slots otherwise. Returns one line saying which, and why."""
+    missing = loop_missing()
+    for name in names:
+        slots[name] = LoopSlot() if missing is None else FileSlot(demo / "slots" / name)
+    if missing is None:
+        return "the cards are sparse files attached as loop devices"
+    where = f"the cards are sparse files in {demo / 'cards'}, put in file slots"
+    if os.geteuid() != 0:
+        return (
+            f"{where}, because this runs without root; as root they would be "
+            "loop devices (block devices, seen through kernel events like a "
+            "real card reader)"
+        )
+    return f"{where}, because loop devices need {missing}"
+
+
 def blank_card(path: Path, size: int = CARD_BYTES) -> Path:
     """A new sparse card file (an empty card costs no disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -461,7 +482,7 @@ class Chain:
             env=self.worker_env("demo-host"),
         )  # fmt: skip
 
-    def start_writer(self, slots: dict[str, LoopSlot]) -> None:
+    def start_writer(self, slots: dict[str, LoopSlot | FileSlot]) -> None:
         self.children.start(
             "writer", self.python, "-m", "workers.writer",
             "--host", HOST, "--image-dir", str(self.demo / "images"),
@@ -586,20 +607,12 @@ def fmt_seconds(value: float | None) -> str:
 
 def run_demo(options) -> int:
     data = Path(options.data_dir).resolve()
-    missing = loop_missing()
-    if missing:
-        print(
-            f"demo: error: needs {missing}; run scripts/up.sh as root "
-            "(or --no-serve for the service alone)",
-            file=sys.stderr,
-        )
-        return 2
     chain = Chain(data, port=options.port, ftp_port=options.ftp_port)
     # What a previous demo run left in flight is of no use to this one: its
     # images are 7.4 GB each in the warehouse.
-    for leftover in ("warehouse", "images", "creator", "cards"):
+    for leftover in ("warehouse", "images", "creator", "cards", "slots"):
         shutil.rmtree(chain.demo / leftover, ignore_errors=True)
-    slots: dict[str, LoopSlot] = {}
+    slots: dict[str, LoopSlot | FileSlot] = {}
     servers: list[ContentServer] = []
 
     def on_signal(signum, _frame):
@@ -619,7 +632,7 @@ def run_demo(options) -> int:
         while True:
             chain.children.check()
             time.sleep(1)
-    except (DemoError, LoopError, ApiError) as exc:
+    except (DemoError, SlotError, ApiError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 1
     except inputs.ToolError as exc:
@@ -629,7 +642,7 @@ def run_demo(options) -> int:
         say("stopping")
         return 0
     finally:
-        # A second Ctrl-C must not leave children or loop devices behind.
+        # A second Ctrl-C must not leave children or cards in slots behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         chain.stop()
@@ -640,7 +653,9 @@ def run_demo(options) -> int:
 
 
 def chain_once(
-    chain: Chain, slots: dict[str, LoopSlot], servers: list[ContentServer]
+    chain: Chain,
+    slots: dict[str, LoopSlot | FileSlot],
+    servers: list[ContentServer],
 ) -> None:
     """Start everything, run one order of 2 copies, print the table."""
     phases: list[tuple[str, float]] = []
@@ -667,8 +682,8 @@ def chain_once(
     servers.append(ContentServer(chain.demo / "catalog"))
     entries = catalog_entries(zims, servers[0].url)
     phase_done("catalog")
-    say("starting a creator, a downloader and a writer with 2 loop-device slots")
-    slots.update({"slot-1": LoopSlot(), "slot-2": LoopSlot()})
+    say(add_slots(slots, chain.demo, ["slot-1", "slot-2"]))
+    say("starting a creator, a downloader and a writer with 2 slots")
     chain.start_creator()
     chain.start_downloader()
     chain.start_writer(slots)

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The README's first command: set everything up on the embedded default (SQLite in
 # ./data, no Redis), create an admin account, then run one demo order through the
-# whole chain (scripts/demo.py: web, jobs, warehouse, creator, downloader, writer,
-# loop devices as cards) and keep the service running.
+# whole chain (scripts/demo.py: web, jobs, warehouse, creator, downloader, writer)
+# and keep the service running.
 #   bash scripts/up.sh            set up, run the demo order, keep serving on :8000
 #   bash scripts/up.sh --exit     set up, run the demo order, stop after its table
 #   bash scripts/up.sh --no-serve set up only (for scripts and CI)
 # PORT and IMAGER_DATA_DIR change the port and the data folder; FTP_PORT the
-# warehouse's (2121). Without root (no loop devices) it serves the site alone.
+# warehouse's (2121). The cards are sparse files: loop devices as root, file
+# slots without root (the demo says which). Without root, the Debian packages
+# must be installed already.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -18,7 +20,7 @@ for arg in "$@"; do
   case $arg in
     --no-serve) serve=0 ;;
     --exit) demo_args+=(--exit) ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) die "unknown option $arg (try --help)" ;;
   esac
 done
@@ -55,12 +57,6 @@ cat <<MSG
 
 MSG
 [ "$serve" -eq 1 ] || exit 0
-if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/loop-control ]; then
-  # The writer needs block devices for its cards: loop devices need root.
-  say "the demo order needs root for loop-device cards; serving the site alone"
-  say "serving on http://127.0.0.1:$port/ (Ctrl-C stops)"
-  exec "$PY" manage.py runserver "127.0.0.1:$port" --noreload
-fi
 say "running a demo order through the whole chain (Ctrl-C stops everything)"
 exec "$PY" scripts/demo.py --port "$port" --ftp-port "${FTP_PORT:-2121}" \
   --data-dir "$IMAGER_DATA_DIR" "${demo_args[@]}"
