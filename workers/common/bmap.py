@@ -125,7 +125,7 @@ def map_image(
         size = os.fstat(image.fileno()).st_size
         if size == 0:
             raise ValueError(f"{image_path} is empty: there is nothing to map")
-        extents = list(_data_extents(image.fileno(), size))
+        extents = list(data_extents(image.fileno(), size))
         extents += _unwritten(image.fileno(), size)
         blocks = _to_blocks(extents, block_size)
         # One pass over the data: each range is read once, in file order.
@@ -320,7 +320,7 @@ def _int_element(root: ET.Element, tag: str, source: str) -> int:
     return int(text)
 
 
-def _data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """Byte extents holding data, from SEEK_DATA/SEEK_HOLE."""
     offset = 0
     while offset < size:

@@ -54,7 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.common.bmap import Bmap, load_bmap
+from workers.common.bmap import Bmap, data_extents, load_bmap
 
 MiB = 1024 * 1024
 HEAD_BYTES = 1 * MiB  # written last
@@ -66,6 +66,7 @@ PROBE_INTERVAL = 0.25  # seconds between removal probes while all goes well
 _BLKSSZGET = 0x1268  # logical sector size, the O_DIRECT alignment unit
 FILE_SECTOR = 4096  # O_DIRECT alignment that suits every file system for files
 _REMOVED_ERRNOS = {errno.ENODEV, errno.ENXIO, errno.ENOENT, errno.ENOMEDIUM}
+_ZEROS = "zeros"  # in a verify plan: a hole of the image, zeros on the card
 
 Progress = Callable[[str, int, int], None]
 
@@ -410,14 +411,14 @@ def _verify(device, bmap, image, progress, buffer_size, identity=None):
         if image is None:
             raise InvalidInput("verify needs a bmap or the image")
         size = os.stat(image).st_size
-        plan = [(0, size, None)]
+        plan = _whole_image(image, size)
     else:
         size = bmap.image_size
         plan = list(bmap.byte_ranges())
         if image is None and any(c is None for _, _, c in plan):
             raise InvalidInput("the bmap has ranges without checksum: pass the image")
-    if image is not None:  # compare with the image: the checksums are not needed
-        plan = [(s, e, None) for s, e in _merge((s, e) for s, e, _ in plan)]
+        if image is not None:  # compared with the image: no checksum is needed
+            plan = [(s, e, None) for s, e in _merge((s, e) for s, e, _ in plan)]
     total = sum(e - s for s, e, _ in plan)
     done = 0
     with contextlib.ExitStack() as stack:
@@ -439,6 +440,8 @@ def _verify(device, bmap, image, progress, buffer_size, identity=None):
         # one compares or hashes the current (memcmp and sha256 release the GIL).
         cards = [stack.enter_context(_aligned(buffer_size)) for _ in range(2)]
         card_at = [_address(view) for view in cards]
+        # Never written, so it reads as zeros from the kernel's shared zero page.
+        zeros_at = _address(stack.enter_context(_aligned(buffer_size)))
         reader = stack.enter_context(ThreadPoolExecutor(1, "verify-read"))
 
         def pieces():
@@ -469,16 +472,18 @@ def _verify(device, bmap, image, progress, buffer_size, identity=None):
             piece, slot = next(queue, None), slot ^ 1
             pending = reader.submit(read, *piece, slot) if piece else None
             start, end, checksum = plan[index]
-            if checksum is None:
+            if checksum is None or checksum == _ZEROS:
                 got = card_at[current] + pos - low
-                if _memcmp(got, image_at + pos, stop - pos):
-                    at = pos + _first_difference(got, image_at + pos, stop - pos)
+                want = zeros_at if checksum else image_at + pos
+                if _memcmp(got, want, stop - pos):
+                    at = pos + _first_difference(got, want, stop - pos)
                     raise VerifyMismatch(
                         f"the card differs from the image at byte {at}: "
                         "write it again or use another card",
                         at,
                     )
-                _forget(image_map, pos, stop)
+                if not checksum:
+                    _forget(image_map, pos, stop)
             else:
                 if pos == start:
                     digest = hashlib.new(bmap.checksum_type)
@@ -497,6 +502,24 @@ def _verify(device, bmap, image, progress, buffer_size, identity=None):
                 progress("verifying", done, total)
             dev.check_now_and_then()
     return done, dev.retries
+
+
+def _whole_image(image: str, size: int) -> list[tuple[int, int, str | None]]:
+    """A plan covering every byte: the image's data compared with the image,
+    its holes with zeros (mapping a hole would fill the page cache with them)."""
+    fd = _open_image(image)
+    try:
+        plan, pos = [], 0
+        for start, end in data_extents(fd, size):
+            if start > pos:
+                plan.append((pos, start, _ZEROS))
+            plan.append((start, end, None))
+            pos = end
+    finally:
+        os.close(fd)
+    if pos < size:
+        plan.append((pos, size, _ZEROS))
+    return plan
 
 
 # libc's memcmp through ctypes: it releases the GIL and runs at memory speed,

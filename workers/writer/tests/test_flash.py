@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.common.bmap import Bmap, create_bmap, load_bmap
+from workers.common.bmap import Bmap, create_bmap, data_extents, load_bmap
 from workers.common.tests.test_bmap import make_ext4_image
 from workers.writer import flash as flash_module
 from workers.writer.flash import (
@@ -252,6 +252,25 @@ def test_verify_catches_a_single_corrupted_byte_on_the_card(image, attach):
     with pytest.raises(VerifyMismatch) as ranges_against_image:
         verify(card.device, image.bmap, image=image.path)
     assert ranges_against_image.value.offset == offset
+
+
+@needs_loop
+def test_without_a_bmap_the_holes_of_the_image_must_be_zeros_on_the_card(image, attach):
+    card = attach()
+    flash(image.path, card.device)  # no bmap: holes are written as zeros
+    with open(image.path, "rb") as handle:
+        extents = list(data_extents(handle.fileno(), image.path.stat().st_size))
+    hole = extents[0][1] + 4096 * 3 + 7  # inside the first hole
+    assert hole < extents[1][0]
+    with open(card.backing, "r+b") as backing:
+        backing.seek(hole)
+        backing.write(b"\x01")
+
+    with pytest.raises(VerifyMismatch) as whole:
+        verify(card.device, image.path)
+    assert whole.value.offset == hole
+    # A bmap says holes are free: the card passes against it.
+    assert verify(card.device, image.bmap) == image.bmap.mapped_bytes
 
 
 @needs_loop
