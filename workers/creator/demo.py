@@ -9,12 +9,15 @@ using the tools the creator needs anyway (sfdisk, mtools, mke2fs).
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import shutil
 import struct
 import subprocess
 import zlib
 from pathlib import Path
+
+from workers.creator.image import tool_path
 
 MIB = 1024 * 1024
 BASE_SIZE = 128 * MIB
@@ -31,7 +34,12 @@ class ToolError(Exception):
 def run(*command: str, stdin: str | None = None) -> None:
     try:
         result = subprocess.run(
-            command, input=stdin, capture_output=True, text=True, check=False
+            command,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PATH": tool_path()},
+            check=False,
         )
     except FileNotFoundError as exc:
         raise ToolError(f"{command[0]} is missing: {exc}") from exc

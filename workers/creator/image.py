@@ -41,6 +41,9 @@ JOURNAL_MIB = 32
 #: on a 32 GB card and keeps the inode tables the Pi zeroes on first boot small.
 BYTES_PER_INODE = 256 * 1024
 TOOLS = {"sfdisk": "fdisk", "mke2fs": "e2fsprogs", "mcopy": "mtools"}
+#: Debian keeps sfdisk and mke2fs in the sbin folders, which are not on an
+#: ordinary user's PATH, though on an image file they need no root.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 FAT_TYPES = {
     "1",
     "4",
@@ -417,11 +420,12 @@ def _check_cancel(cancel: Cancel | None) -> None:
 
 
 def _check_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    missing = [tool for tool in TOOLS if shutil.which(tool, path=tool_path()) is None]
     if missing:
         packages = " ".join(sorted({TOOLS[tool] for tool in missing}))
         raise BuildError(
-            f"{', '.join(missing)} not found on PATH: install the {packages} "
+            f"{', '.join(missing)} not found on PATH nor in {', '.join(SBIN)}: "
+            f"install the {packages} "
             "package(s) (Debian: apt-get install " + packages + ")"
         )
 
@@ -611,7 +615,7 @@ def _make_filesystem(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "LC_ALL": "C"},
+        env={**os.environ, "PATH": tool_path(), "LC_ALL": "C"},
         text=True,
     )
     output = ""
@@ -700,6 +704,12 @@ def _mcopy(image: Path, boot: Partition, files: Sequence[tuple[Path, str]]) -> N
         )
 
 
+def tool_path() -> str:
+    """PATH, then the sbin folders it lacks: a tool earlier on PATH still wins."""
+    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.pathsep.join(path + [folder for folder in SBIN if folder not in path])
+
+
 def _run(
     command: list[str],
     *,
@@ -712,7 +722,7 @@ def _run(
         input=stdin if stdin is not None else "",
         capture_output=True,
         text=True,
-        env={**os.environ, "LC_ALL": "C", **(env or {})},
+        env={**os.environ, "PATH": tool_path(), "LC_ALL": "C", **(env or {})},
         check=False,
     )
     if result.returncode != 0:

@@ -368,6 +368,7 @@ def test_missing_tools_are_named_with_the_package_to_install(
     tmp_path, base_image, monkeypatch
 ):
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(image_module, "SBIN", ())
 
     with pytest.raises(BuildError, match=r"sfdisk, mke2fs, mcopy not found .*fdisk"):
         build_image(
@@ -378,6 +379,17 @@ def test_missing_tools_are_named_with_the_package_to_install(
             hotspot_config=CONFIG,
             work_dir=tmp_path / "work",
         )
+
+
+def test_the_tools_are_found_in_sbin_when_path_lacks_it(tmp_path, monkeypatch):
+    # An ordinary Debian user's PATH: sfdisk and mke2fs are in /usr/sbin.
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")
+
+    base = make_base_image(tmp_path / "base.img")
+    table = image_module.read_partition_table(base)
+
+    assert len(table.partitions) == 2
+    image_module._check_tools()
 
 
 def sparse_file(path: Path, size: int) -> Path:
