@@ -22,12 +22,19 @@ from workers.creator.demo import (  # noqa: F401
     make_zim,
     png_48x48,
 )
+from workers.creator.image import tool_path
 
 
 def run(*command: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run a tool; fail with its output when it fails."""
+    """Run a tool (found in /usr/sbin too, like the creator's); fail with its
+    output when it fails."""
     result = subprocess.run(
-        command, input=stdin, capture_output=True, text=True, check=False
+        command,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": tool_path()},
+        check=False,
     )
     assert result.returncode == 0, f"{command} failed: {result.stderr}{result.stdout}"
     return result

@@ -133,6 +133,7 @@ def test_the_data_filesystem_is_clean_for_fsck(built):
         ["e2fsck", "-fn", f"{result.path}?offset={result.data_offset}"],
         capture_output=True,
         text=True,
+        env={**os.environ, "PATH": image_module.tool_path()},
         check=False,
     )
 
@@ -272,6 +273,8 @@ def test_a_gpt_base_image_gets_its_backup_header_at_the_new_end(tmp_path, zim_fi
     check = subprocess.run(
         ["e2fsck", "-fn", f"{result.path}?offset={result.data_offset}"],
         capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": image_module.tool_path()},
         check=False,
     )
     assert check.returncode == 0

@@ -12,7 +12,7 @@ from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
 from workers.common.bmap import load_bmap
-from workers.creator.tests.conftest import publish
+from workers.creator.tests.conftest import publish, run
 from workers.creator.worker import Creator, parser
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -114,11 +114,7 @@ def test_the_creator_builds_uploads_and_reports_an_order(
     assert bmap.image_size == image.size
     assert 0 < bmap.mapped_bytes < 200 * 1024 * 1024
 
-    table = json.loads(
-        subprocess.run(
-            ["sfdisk", "-J", str(uploaded)], capture_output=True, check=True
-        ).stdout
-    )["partitiontable"]
+    table = json.loads(run("sfdisk", "-J", str(uploaded)).stdout)["partitiontable"]
     assert len(table["partitions"]) == 3
     boot = table["partitions"][0]["start"] * 512
     config = subprocess.run(
