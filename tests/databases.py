@@ -72,8 +72,11 @@ def configure() -> None:
     backend = os.environ.get("IMAGER_TEST_DB", "sqlite")
     if backend not in BACKENDS:
         sys.exit(f"tests: IMAGER_TEST_DB={backend!r}; use one of {sorted(BACKENDS)}")
-    # Tests never touch the developer's data folder or keys.
-    os.environ.setdefault("IMAGER_DATA_DIR", tempfile.mkdtemp(prefix="imager-test-"))
+    # Tests never touch the developer's data folder or keys. The process that
+    # makes the folder removes it; the servers it starts inherit it.
+    if "IMAGER_DATA_DIR" not in os.environ:
+        os.environ["IMAGER_DATA_DIR"] = tempfile.mkdtemp(prefix="imager-test-")
+        atexit.register(shutil.rmtree, os.environ["IMAGER_DATA_DIR"], True)
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
     if backend == "postgres":
         os.environ.setdefault("DATABASE_URL", POSTGRES_URL)
