@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import os
 import shutil
 import signal
@@ -42,8 +41,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from workers.common.api import ApiClient, ApiError  # noqa: E402
-from workers.common.bmap import load_bmap  # noqa: E402
 from workers.creator import demo as inputs  # noqa: E402
+from workers.writer.flash import FlashError, verify  # noqa: E402
 from workers.writer.loopdev import FileSlot, LoopSlot, SlotError  # noqa: E402
 
 MIB = 1024 * 1024
@@ -302,23 +301,12 @@ def blank_card(path: Path, size: int = CARD_BYTES) -> Path:
 
 
 def card_verifies(card: Path | str, bmap_path: Path) -> bool:
-    """Every mapped range of the card has the checksum the bmap gives it."""
-    bmap = load_bmap(bmap_path)
-    with open(card, "rb") as handle:
-        for start, end, checksum in bmap.byte_ranges():
-            if checksum is None:
-                return False
-            digest = hashlib.new(bmap.checksum_type or "sha256")
-            handle.seek(start)
-            left = end - start
-            while left > 0:
-                block = handle.read(min(left, 4 * MIB))
-                if not block:
-                    return False
-                digest.update(block)
-                left -= len(block)
-            if digest.hexdigest() != checksum:
-                return False
+    """Every mapped range of the card has the sha256 the bmap gives it: the
+    flash engine's hashing check, independent of the writer's compare."""
+    try:
+        verify(card, bmap_path)
+    except FlashError:
+        return False
     return True
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from workers.common.bmap import load_bmap
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("imager_demo", ROOT / "scripts/demo.py")
 demo = importlib.util.module_from_spec(_spec)
@@ -98,7 +100,7 @@ def throttle(slot, rate: int) -> None:
 
 def card_equals_image(card: Path, image: Path, bmap_path: Path) -> bool:
     """Every block the bmap maps holds the image's bytes on the card."""
-    bmap = demo.load_bmap(bmap_path)
+    bmap = load_bmap(bmap_path)
     with open(card, "rb") as got, open(image, "rb") as want:
         for start, end, _checksum in bmap.byte_ranges():
             got.seek(start)
