@@ -37,6 +37,7 @@ the reopen then sees capacity 0 (or another device) before the first MiB.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import ctypes
 import errno
@@ -59,6 +60,8 @@ from workers.common.bmap import Bmap, data_extents, load_bmap
 MiB = 1024 * 1024
 HEAD_BYTES = 1 * MiB  # written last
 DEFAULT_BUFFER = 4 * MiB
+READ_DEPTH = 2  # reads of the card in flight while verifying
+RING = 4  # card buffers while verifying: those in flight and those compared
 HUGE_PAGE = 2 * MiB
 RETRY_DELAYS = (0.1, 0.5, 1.5)  # seconds before each retry of a transient EIO
 PROBE_INTERVAL = 0.25  # seconds between removal probes while all goes well
@@ -436,13 +439,15 @@ def _verify(device, bmap, image, progress, buffer_size, identity=None):
             device, os.O_RDONLY, need=size, identity=identity, file_ok=True
         )
         stack.callback(os.close, dev.fd)
-        # Two buffers: one thread reads the next piece of the card while this
-        # one compares or hashes the current (memcmp and sha256 release the GIL).
-        cards = [stack.enter_context(_aligned(buffer_size)) for _ in range(2)]
+        # Reader threads keep READ_DEPTH reads of the card in flight (a card
+        # reader, like a disk, delivers more with a queue than with one request
+        # at a time, which is what dd does) while this thread compares or
+        # hashes the oldest piece (memcmp and sha256 release the GIL).
+        cards = [stack.enter_context(_aligned(buffer_size)) for _ in range(RING)]
         card_at = [_address(view) for view in cards]
         # Never written, so it reads as zeros from the kernel's shared zero page.
         zeros_at = _address(stack.enter_context(_aligned(buffer_size)))
-        reader = stack.enter_context(ThreadPoolExecutor(1, "verify-read"))
+        reader = stack.enter_context(ThreadPoolExecutor(READ_DEPTH, "verify-read"))
 
         def pieces():
             for index, (start, end, _) in enumerate(plan):
@@ -461,16 +466,19 @@ def _verify(device, bmap, image, progress, buffer_size, identity=None):
         if progress:
             progress("verifying", 0, total)
         queue = pieces()
-        piece = next(queue, None)
-        slot = 0
-        pending = reader.submit(read, *piece, slot) if piece else None
+        free = list(range(RING))
+        window: collections.deque = collections.deque()
+
+        def fill() -> None:
+            while free and (piece := next(queue, None)):
+                slot = free.pop()
+                window.append((piece, slot, reader.submit(read, *piece, slot)))
+
+        fill()
         digest = None
-        while pending is not None:
+        while window:
+            (index, pos, stop), current, pending = window.popleft()
             low = pending.result()
-            index, pos, stop = piece
-            current = slot
-            piece, slot = next(queue, None), slot ^ 1
-            pending = reader.submit(read, *piece, slot) if piece else None
             start, end, checksum = plan[index]
             if checksum is None or checksum == _ZEROS:
                 got = card_at[current] + pos - low
@@ -497,6 +505,8 @@ def _verify(device, bmap, image, progress, buffer_size, identity=None):
                         "card",
                         start,
                     )
+            free.append(current)
+            fill()
             done += stop - pos
             if progress:
                 progress("verifying", done, total)
@@ -554,7 +564,9 @@ def _address(buffer) -> int:
 def _mapped(fd: int, size: int):
     """The whole image mapped in memory and its address (private, never
     written: writable only so ctypes can take its address). Only the pages that
-    are compared are ever read, so holes cost nothing."""
+    are compared are ever read, so holes cost nothing. A page that cannot be
+    read would kill the process (SIGBUS), but flash() has just read each of
+    them with pread to write the card, where an error is an OSError."""
     if size == 0:
         yield None, 0
         return
@@ -600,6 +612,7 @@ class _ImageCheck:
                 hashlib.sha256(repr(self.ranges).encode()).hexdigest(),
             )
         self.bad: tuple[int, int] | None = None
+        self.error: Exception | None = None  # the image could not be read
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -615,28 +628,35 @@ class _ImageCheck:
             self.thread.join()
 
     def run(self) -> None:
-        with mmap.mmap(self.fd, self.key[2], mmap.MAP_SHARED, mmap.PROT_READ) as data:
-            view = memoryview(data)
-            try:
-                for start, end, checksum in self.ranges:
-                    digest = hashlib.new(self.bmap.checksum_type)
-                    for pos in range(start, end, DEFAULT_BUFFER):
-                        if self.stop.is_set():
-                            return
-                        stop = min(end, pos + DEFAULT_BUFFER)
-                        digest.update(view[pos:stop])
-                        _forget(data, pos, stop)
-                    if digest.hexdigest() != checksum:
-                        self.bad = (start, end)
+        try:
+            self.hash_ranges()
+        except (OSError, FlashError) as exc:  # unreadable or shorter: not checked
+            self.error = exc
+
+    def hash_ranges(self) -> None:
+        # pread, not mmap: a read error of the image is then an OSError, where
+        # a mapped page that cannot be read would kill the process (SIGBUS).
+        with _aligned(DEFAULT_BUFFER) as buffer:
+            for start, end, checksum in self.ranges:
+                digest = hashlib.new(self.bmap.checksum_type)
+                for pos in range(start, end, DEFAULT_BUFFER):
+                    if self.stop.is_set():
                         return
-            finally:
-                view.release()
+                    piece = buffer[: min(end - pos, DEFAULT_BUFFER)]
+                    _read_image(self.fd, piece, pos)
+                    digest.update(piece)
+                if digest.hexdigest() != checksum:
+                    self.bad = (start, end)
+                    return
 
     def result(self, image: str) -> None:
         if self.thread is None:
             return
         self.thread.join()
         self.thread = None
+        if self.error is not None:
+            why = getattr(self.error, "strerror", None) or self.error
+            raise FlashError(f"cannot read {image} to check it against its bmap: {why}")
         if self.bad is not None:
             start, end = self.bad
             block = self.bmap.block_size
