@@ -129,11 +129,8 @@ class _Device:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return (
-                "the card file disappeared"
-                if self.is_file
-                else ("the device node disappeared")
-            )
+            what = "card file" if self.is_file else "device node"
+            return f"the {what} disappeared"
         except OSError:
             return None
         if self.is_file:
@@ -273,7 +270,8 @@ def verify(
     image compared). With a bmap and no ``image`` the card's ranges are hashed
     and checked against the bmap's checksums; with ``image`` too, the bmap's
     ranges of the card are compared with the image byte for byte (faster; the
-    image is trusted as it is, see ``check_image``). Raises VerifyMismatch.
+    image is trusted as it is: ``flash`` checks it against the bmap while it
+    writes). Raises VerifyMismatch.
     A regular file is read like a card.
     """
     _check_buffer_size(buffer_size)
@@ -655,8 +653,11 @@ class _ImageCheck:
         self.thread.join()
         self.thread = None
         if self.error is not None:
+            # The image's fault, not the card's: InvalidInput fails the copy.
             why = getattr(self.error, "strerror", None) or self.error
-            raise FlashError(f"cannot read {image} to check it against its bmap: {why}")
+            raise InvalidInput(
+                f"cannot read {image} to check it against its bmap: {why}"
+            )
         if self.bad is not None:
             start, end = self.bad
             block = self.bmap.block_size
