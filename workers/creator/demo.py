@@ -31,7 +31,9 @@ class ToolError(Exception):
     """A tool failed; the message names it and carries its output."""
 
 
-def run(*command: str, stdin: str | None = None) -> None:
+def run(*command: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run a tool (found in the sbin folders too, like the creator's); its
+    output, or ToolError naming it with its last line of output."""
     try:
         result = subprocess.run(
             command,
@@ -46,6 +48,7 @@ def run(*command: str, stdin: str | None = None) -> None:
     if result.returncode != 0:
         output = (result.stderr + result.stdout).strip().splitlines()[-1:] or [""]
         raise ToolError(f"{command[0]} failed (exit {result.returncode}): {output[0]}")
+    return result
 
 
 def make_base_image(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,23 +20,8 @@ from workers.creator.demo import (  # noqa: F401
     make_base_image,
     make_zim,
     png_48x48,
+    run,
 )
-from workers.creator.image import tool_path
-
-
-def run(*command: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run a tool (found in /usr/sbin too, like the creator's); fail with its
-    output when it fails."""
-    result = subprocess.run(
-        command,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": tool_path()},
-        check=False,
-    )
-    assert result.returncode == 0, f"{command} failed: {result.stderr}{result.stdout}"
-    return result
 
 
 @pytest.fixture(scope="session")
