@@ -43,7 +43,12 @@ if str(ROOT) not in sys.path:
 from workers.common.api import ApiClient, ApiError  # noqa: E402
 from workers.creator import demo as inputs  # noqa: E402
 from workers.writer.flash import FlashError, verify  # noqa: E402
-from workers.writer.loopdev import FileSlot, LoopSlot, SlotError  # noqa: E402
+from workers.writer.loopdev import (  # noqa: E402
+    FileSlot,
+    LoopSlot,
+    SlotError,
+    loop_missing,
+)
 
 MIB = 1024 * 1024
 CARD_BYTES = 8 * 10**9  # a nominal 8 GB card
@@ -259,17 +264,6 @@ def catalog_entries(zims: list[Path], base_url: str) -> list[dict]:
 
 
 # -- cards ---------------------------------------------------------------------------
-
-
-def loop_missing() -> str | None:
-    """What the machine lacks for loop-device cards, or None."""
-    if os.geteuid() != 0:
-        return "root, to attach loop devices as cards"
-    if not Path("/dev/loop-control").exists():
-        return "/dev/loop-control (the loop driver)"
-    if shutil.which("losetup") is None:
-        return "the losetup command"
-    return None
 
 
 def add_slots(slots: dict, demo: Path, names: list[str]) -> str:

@@ -321,13 +321,16 @@ def _int_element(root: ET.Element, tag: str, source: str) -> int:
 
 
 def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """Byte extents holding data, from SEEK_DATA/SEEK_HOLE."""
+    """Byte extents holding data, from SEEK_DATA/SEEK_HOLE; holes are skipped."""
     offset = 0
     while offset < size:
         try:
             start = os.lseek(fd, offset, os.SEEK_DATA)
         except OSError as exc:
             if exc.errno == errno.ENXIO:  # no data after offset
+                return
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                yield offset, size  # no hole support: all data
                 return
             raise
         if start >= size:

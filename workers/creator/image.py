@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from workers.common.bmap import data_extents
 from workers.creator.capacity import usable_bytes
 from workers.creator.content import Cancel, Canceled, Progress
 
@@ -299,24 +300,6 @@ def read_partition_table(image: Path) -> PartitionTable:
     return PartitionTable(label=table["label"], partitions=tuple(partitions))
 
 
-def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of the data regions of a file; holes are skipped."""
-    position = 0
-    while position < size:
-        try:
-            start = os.lseek(fd, position, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # only a hole is left
-                return
-            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
-                yield position, size  # no hole support: all data
-                return
-            raise
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        yield start, end
-        position = end
-
-
 def sparse_copy(
     src: Path,
     dest: Path,
@@ -327,7 +310,7 @@ def sparse_copy(
     """Copy `src` to `dest` so that holes stay holes."""
     with src.open("rb") as source, dest.open("wb") as target:
         size = os.fstat(source.fileno()).st_size
-        ranges = list(data_ranges(source.fileno(), size))
+        ranges = list(data_extents(source.fileno(), size))
         total = sum(end - start for start, end in ranges) or 1
         done = 0
         for start, end in ranges:
@@ -378,7 +361,7 @@ def sha256_file(path: Path, progress: Progress | None = None) -> str:
                 digest.update(zeros[:step])
                 count -= step
 
-        for start, end in data_ranges(fd, size):
+        for start, end in data_extents(fd, size):
             hash_zeros(start - position)
             position = start
             while position < end:
@@ -739,7 +722,6 @@ __all__ = [
     "Partition",
     "PartitionTable",
     "build_image",
-    "data_ranges",
     "read_partition_table",
     "render_config",
     "sha256_file",

@@ -12,11 +12,23 @@
 import fcntl
 import os
 import random
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 LOOP_CTL_ADD, LOOP_CTL_REMOVE = 0x4C80, 0x4C81
+
+
+def loop_missing() -> str | None:
+    """What this machine lacks for LoopSlot, or None."""
+    if os.geteuid() != 0:
+        return "root, to attach loop devices as cards"
+    if not Path("/dev/loop-control").exists():
+        return "/dev/loop-control (the loop driver)"
+    if shutil.which("losetup") is None:
+        return "the losetup command"
+    return None
 
 
 class SlotError(Exception):

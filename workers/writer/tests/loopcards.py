@@ -7,30 +7,18 @@ number: between a card going out and the next going in, the device is free, and
 would take loop0-7 long before ours (it must never write through our "slot").
 """
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from workers.writer.loopdev import LoopSlot
+from workers.writer.loopdev import LoopSlot, loop_missing
 
 MiB = 1024 * 1024
 OLD = b"\xaa"  # what a card holds before it is written
 
 
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "root, to attach loop devices"
-    if not Path("/dev/loop-control").exists():
-        return "/dev/loop-control (the loop driver)"
-    if shutil.which("losetup") is None:
-        return "the losetup command"
-    return None
-
-
-MISSING = _missing()
+MISSING = loop_missing()
 needs_loop = pytest.mark.skipif(MISSING is not None, reason=f"needs {MISSING}")
 
 

@@ -28,6 +28,7 @@ from workers.writer.flash import (
     flash,
     verify,
 )
+from workers.writer.loopdev import loop_missing
 
 MiB = 1024 * 1024
 OLD = b"\xaa"  # what the card holds before we write: unwritten blocks keep it
@@ -35,11 +36,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "root, to attach loop devices"
-    if not Path("/dev/loop-control").exists():
-        return "/dev/loop-control (the loop driver)"
-    for tool in ("losetup", "partx", "mount", "e2fsck", "bmaptool"):
+    if missing := loop_missing():
+        return missing
+    for tool in ("partx", "mount", "e2fsck", "bmaptool"):
         if shutil.which(tool) is None:
             return f"the {tool} command"
     return None
