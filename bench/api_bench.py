@@ -82,7 +82,6 @@ def load_template(orders: int, accounts: int) -> None:
 
     from apps.accounts.models import Role
     from apps.orders.models import Configuration, Order, OrderEvent, OrderStatus
-    from apps.orders.services import snapshot
     from apps.scheduler.models import Task, TaskEvent, TaskKind, Warehouse
     from apps.scheduler.testing import ZIM
 
@@ -117,7 +116,7 @@ def load_template(orders: int, accounts: int) -> None:
     )
     config.full_clean()
     config.save()
-    frozen = snapshot(config)
+    frozen = config.snapshot()
     # Distinct, increasing creation times, as orders placed one after another.
     start = timezone.now() - timedelta(seconds=orders)
     placed = Order.objects.bulk_create(
