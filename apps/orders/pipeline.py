@@ -143,8 +143,9 @@ def download_url(image: Image) -> str:
 # --- Building ----------------------------------------------------------------------
 
 
-def create_build_task(order: Order) -> Task:
-    task = Task.objects.create(
+def build_task(order: Order) -> Task:
+    """The (unsaved) create task of ``order``, with the work it hands out."""
+    return Task(
         order=order,
         kind=TaskKind.CREATE,
         max_attempts=settings.TASK_MAX_ATTEMPTS,
@@ -156,6 +157,11 @@ def create_build_task(order: Order) -> Task:
             "upload_folder": f"orders/{order.pk}",
         },
     )
+
+
+def create_build_task(order: Order) -> Task:
+    task = build_task(order)
+    task.save(force_insert=True)
     task.record("created")
     return task
 

@@ -42,6 +42,13 @@ class WorkerIdentity:
     kind: str
     host: str
 
+    def __str__(self):
+        return worker_label(self.kind, self.host)
+
+
+def worker_label(kind: str, host: str) -> str:
+    return f"{kind}@{host}"
+
 
 class WorkerQuerySet(models.QuerySet):
     def visible_to(self, user):
@@ -120,7 +127,7 @@ class Worker(UUIDModel):
         ]
 
     def __str__(self):
-        return f"{self.kind}@{self.host}"
+        return worker_label(self.kind, self.host)
 
     @property
     def online(self) -> bool:

@@ -221,7 +221,7 @@ class LeaseSerializer(serializers.Serializer):
 
 class TaskSerializer(serializers.ModelSerializer):
     order_status = serializers.CharField(source="order.status", read_only=True)
-    worker = serializers.StringRelatedField()
+    worker = serializers.SerializerMethodField()
 
     class Meta:
         model = Task
@@ -252,6 +252,15 @@ class TaskSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
+
+    def get_worker(self, task) -> str | None:
+        # Lists prefetch the workers; a single task (an event's answer) names its
+        # worker from the identity the process keeps, without a query.
+        if task.worker_id is None:
+            return None
+        if Task.worker.is_cached(task):
+            return str(task.worker)
+        return str(Worker.objects.identity(task.worker_id))
 
 
 class TaskDetailSerializer(TaskSerializer):

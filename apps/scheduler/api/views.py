@@ -205,9 +205,11 @@ class TaskViewSet(
             if self.request.user.role in IsStaff.roles
             else task_kinds_of_role(self.request.user.role)
         )
-        # A plain lookup by id on this hot path: on MongoDB select_related
-        # joins the whole collection before filtering.
-        task = get_object_or_404(Task, pk=pk, kind__in=kinds)
+        # A plain lookup by id on this hot path (on MongoDB select_related joins
+        # the whole collection before filtering), without the large fields a
+        # lease holder never sends back (a log event reads its tail itself).
+        queryset = Task.objects.defer("work", "log_tail")
+        task = get_object_or_404(queryset, pk=pk, kind__in=kinds)
         self.check_object_permissions(self.request, task)
         return task
 

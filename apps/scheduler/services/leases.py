@@ -29,6 +29,9 @@ from apps.scheduler.models import (
 LOG_TAIL_CHARS = 64 * 1024
 
 EVENT_TYPES = {"progress", "log", "succeeded", "failed", "card_failed", "canceled"}
+#: Events that change nothing when applied twice: their repeat is caught by the
+#: unique event id alone, without looking for it first (the most frequent event).
+REPEATABLE = {"progress"}
 CARD_FAILURES = {"too_small", "write_error", "verify_mismatch", "removed"}
 
 
@@ -104,7 +107,10 @@ def report_event(
                 % {"types": ", ".join(sorted(EVENT_TYPES))}
             }
         )
-    if TaskEvent.objects.filter(task=task, event_id=event_id).exists():
+    if (
+        type not in REPEATABLE
+        and TaskEvent.objects.filter(task=task, event_id=event_id).exists()
+    ):
         return task, True
     now = timezone.now()
     check_lease(task, lease_id, now)
