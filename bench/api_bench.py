@@ -75,15 +75,14 @@ def load_template(orders: int, accounts: int) -> None:
     django.setup()
     from datetime import timedelta
 
-    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
     from django.utils import timezone
 
     from apps.accounts.models import Role
     from apps.orders.models import Configuration, Order, OrderEvent, OrderStatus
-    from apps.orders.services import snapshot
-    from apps.scheduler.models import Task, TaskEvent, TaskKind, Warehouse
+    from apps.orders.pipeline import build_task
+    from apps.scheduler.models import Task, TaskEvent, Warehouse
     from apps.scheduler.testing import ZIM
 
     User = get_user_model()
@@ -117,7 +116,7 @@ def load_template(orders: int, accounts: int) -> None:
     )
     config.full_clean()
     config.save()
-    frozen = snapshot(config)
+    frozen = config.snapshot()
     # Distinct, increasing creation times, as orders placed one after another.
     start = timezone.now() - timedelta(seconds=orders)
     placed = Order.objects.bulk_create(
@@ -144,18 +143,10 @@ def load_template(orders: int, accounts: int) -> None:
         ),
         batch_size=1000,
     )
-    tasks = Task.objects.bulk_create(
-        (
-            Task(
-                order=o,
-                kind=TaskKind.CREATE,
-                max_attempts=settings.TASK_MAX_ATTEMPTS,
-                created_at=o.created_at,
-            )
-            for o in placed
-        ),
-        batch_size=1000,
-    )
+    tasks = [build_task(o) for o in placed]
+    for task in tasks:
+        task.created_at = task.order.created_at
+    tasks = Task.objects.bulk_create(tasks, batch_size=1000)
     TaskEvent.objects.bulk_create(
         (TaskEvent(task=t, type="created") for t in tasks), batch_size=1000
     )

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from apps.accounts.models import RevokedToken, Role
 from apps.accounts.testing import PASSWORD, make_user
-from apps.orders.services import cancel_order
+from apps.orders.pipeline import cancel_order
 from apps.scheduler.models import Task
 from apps.scheduler.services.sweeper import sweep
 from apps.scheduler.testing import World, order

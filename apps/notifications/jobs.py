@@ -9,6 +9,8 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from apps.accounts.models import Role
+from apps.orders.models import Order
+from apps.scheduler.models import Slot, Task, Worker
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ AUDIENCE = {
 def operator_emails() -> list[str]:
     managers = (
         get_user_model()
-        .objects.filter(role__in=[Role.ADMIN, Role.MANAGER], is_active=True)
+        .objects.filter(role__in=Role.staff(), is_active=True)
         .exclude(email="")
         .values_list("email", flat=True)
     )
@@ -37,9 +39,6 @@ def operator_emails() -> list[str]:
 
 
 def _context(context: dict) -> dict:
-    from apps.orders.models import Order
-    from apps.scheduler.models import Slot, Task, Worker
-
     loaded = {"site_url": settings.SITE_URL, "message": context.get("message", "")}
     if "order_id" in context:
         loaded["order"] = Order.objects.select_related("owner").get(

@@ -11,6 +11,8 @@ import django_rq
 from django.conf import settings
 from django.db import transaction
 
+from apps.notifications.jobs import send_notification
+
 log = logging.getLogger(__name__)
 
 KINDS = {
@@ -31,8 +33,6 @@ def notify(kind: str, **context) -> None:
     context = {key: str(value) for key, value in context.items() if value is not None}
 
     def enqueue():
-        from apps.notifications.jobs import send_notification
-
         # ASYNC is read here, not at import, so settings can switch it.
         is_async = settings.RQ_QUEUES["default"].get("ASYNC", True)
         try:

@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from apps.orders import services
+from apps.orders import pipeline
 from apps.orders.models import Configuration, Order, OrderEvent
 
 
@@ -61,11 +61,11 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Cancel the selected orders"))
     def cancel(self, request, queryset):
-        self._each(request, queryset, services.cancel_order)
+        self._each(request, queryset, pipeline.cancel_order)
 
     @admin.action(description=_("Mark the selected orders shipped"))
     def ship(self, request, queryset):
-        self._each(request, queryset, services.ship_order)
+        self._each(request, queryset, pipeline.ship_order)
 
     def _each(self, request, queryset, service):
         done = 0

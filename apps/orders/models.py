@@ -1,5 +1,6 @@
 import re
 import zoneinfo
+from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
@@ -16,10 +17,10 @@ from django.db import models
 from django.utils.timezone import now
 from django.utils.translation import gettext_lazy as _
 
+from apps.accounts.models import Role
 from apps.common.models import UUIDModel
-from workers.creator.capacity import USABLE_BYTES
+from apps.orders.cards import CARD_SIZES
 
-CARD_SIZES = sorted(USABLE_BYTES)
 MAX_CONTENT_ENTRIES = 500
 MAX_BRANDING_BYTES = 2 * 1024 * 1024
 HEX = re.compile(r"^[0-9a-f]+$")
@@ -136,6 +137,14 @@ def validate_contents(value) -> None:
                 ) from None
 
 
+class OwnedQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Clients see their own rows; managers and admins see everyone's."""
+        if user.role in Role.staff():
+            return self
+        return self.filter(owner=user)
+
+
 class Configuration(UUIDModel):
     """What a client wants on their hotspot; orders take a frozen copy of it."""
 
@@ -204,6 +213,8 @@ class Configuration(UUIDModel):
     created_at = models.DateTimeField(default=now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = OwnedQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("configuration")
         verbose_name_plural = _("configurations")
@@ -226,6 +237,24 @@ class Configuration(UUIDModel):
     @property
     def total_size(self) -> int:
         return sum(entry["size"] for entry in self.contents or [])
+
+    def snapshot(self) -> dict:
+        """The frozen copy an order keeps of this configuration."""
+        return {
+            "id": str(self.pk),
+            "name": self.name,
+            "ssid": self.ssid,
+            "language": self.language,
+            "timezone": self.timezone,
+            "admin_login": self.admin_login,
+            "admin_password": self.admin_password,
+            "wifi_password": self.wifi_password,
+            "branding": {
+                "logo": self.branding_logo.name or None,
+                "favicon": self.branding_favicon.name or None,
+            },
+            "contents": list(self.contents),
+        }
 
 
 class OrderStatus(models.TextChoices):
@@ -272,6 +301,25 @@ for _status in OrderStatus.ACTIVE:
 class OrderKind(models.TextChoices):
     PHYSICAL = "physical", _("SD-cards")
     DOWNLOAD = "download", _("image download")
+
+
+class OrderQuerySet(OwnedQuerySet):
+    def move(
+        self, pk, *, current: str, to: str, actor=None, message: str = "", **fields
+    ) -> bool:
+        """Move order ``pk`` from status ``current`` to ``to`` and record it.
+
+        The update is conditional on ``current`` (DESIGN 3): of two processes
+        racing to move an order, one wins, on every backend. The caller checks
+        that the transition is allowed (``Order.move_to`` does).
+        """
+        fields.setdefault("updated_at", now())
+        moved = self.filter(pk=pk, status=current).update(status=to, **fields)
+        if moved:
+            OrderEvent.objects.create(
+                order_id=pk, status=to, actor=actor, message=message
+            )
+        return bool(moved)
 
 
 class Order(UUIDModel):
@@ -333,6 +381,8 @@ class Order(UUIDModel):
     updated_at = models.DateTimeField(auto_now=True)
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
+    objects = OrderQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("order")
         verbose_name_plural = _("orders")
@@ -359,6 +409,45 @@ class Order(UUIDModel):
 
     def can_move(self, to: str) -> bool:
         return to in ORDER_TRANSITIONS[OrderStatus(self.status)]
+
+    def retention_starts(self, to: str) -> bool:
+        """Whether moving to ``to`` starts the retention period: the order is
+        finished, or its image is ready to download."""
+        return to in OrderStatus.TERMINAL or (
+            to == OrderStatus.BUILT and self.kind == OrderKind.DOWNLOAD
+        )
+
+    def move_to(self, to: str, *, actor=None, message: str = "", **fields) -> bool:
+        """Move to status ``to`` if that is allowed from the current status.
+
+        Optimistic: the update is conditional on the status we hold. If another
+        process moved the order first, we read it again and retry while the move
+        is still allowed. Returns whether this call moved it; the instance then
+        holds the new values.
+        """
+        for _attempt in range(3):
+            if not self.can_move(to):
+                return False
+            moment = now()
+            changes = {"updated_at": moment, **fields}
+            if self.retention_starts(to):
+                changes.setdefault(
+                    "expires_at",
+                    moment + timedelta(days=settings.ORDER_RETENTION_DAYS),
+                )
+            if Order.objects.move(
+                self.pk,
+                current=self.status,
+                to=to,
+                actor=actor,
+                message=message,
+                **changes,
+            ):
+                for key, value in {"status": to, **changes}.items():
+                    setattr(self, key, value)
+                return True
+            self.refresh_from_db()
+        return False
 
 
 class OrderEvent(UUIDModel):

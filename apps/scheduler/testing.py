@@ -9,9 +9,9 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
 from apps.accounts.testing import bearer, make_user
-from apps.orders.models import Configuration
-from apps.orders.services import place_order
-from apps.scheduler.models import Image, Warehouse
+from apps.orders.models import Configuration, OrderKind
+from apps.orders.pipeline import place_order
+from apps.scheduler.models import Image, ImageState, Warehouse, WorkerKind
 from apps.scheduler.services.workers import register_worker
 
 MB = 1024**2
@@ -56,7 +56,7 @@ def configuration(owner, name="School kit", **fields) -> Configuration:
 
 def order(owner, config=None, **fields):
     values = {
-        "kind": "physical",
+        "kind": OrderKind.PHYSICAL,
         "card_size_gb": 8,
         "quantity": 1,
         "recipient_name": "Ada School",
@@ -88,17 +88,17 @@ class World:
             last_seen=timezone.now(),
         )
         self.creator = register_worker(
-            account=self.creator_account, kind="creator", host="builder-1"
+            account=self.creator_account, kind=WorkerKind.CREATOR, host="builder-1"
         )
         self.downloader = register_worker(
             account=self.host_account,
-            kind="downloader",
+            kind=WorkerKind.DOWNLOADER,
             host="host-1",
             capabilities={"free_disk": 10**11},
         )
         self.writer = register_worker(
             account=self.host_account,
-            kind="writer",
+            kind=WorkerKind.WRITER,
             host="host-1",
             slots=[
                 {"name": name, "device_path": f"/dev/disk/by-path/usb-{name}"}
@@ -116,7 +116,7 @@ def image(order, warehouse, **fields):
         "bmap_name": "image.bmap",
         "bmap_size": 5,
         "bmap_sha256": "2" * 64,
-        "state": "verified",
+        "state": ImageState.VERIFIED,
         **fields,
     }
     return Image.objects.create(order=order, warehouse=warehouse, **values)

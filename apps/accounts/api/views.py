@@ -7,7 +7,16 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from apps.accounts.api import serializers as s
+from apps.accounts.api.serializers import (
+    LogoutSerializer,
+    MeSerializer,
+    ObtainSerializer,
+    RefreshSerializer,
+    TokenPairSerializer,
+    UserCreateSerializer,
+    UserSerializer,
+    VerifySerializer,
+)
 from apps.accounts.models import Role
 from apps.accounts.permissions import IsAdmin, IsStaff
 
@@ -31,38 +40,38 @@ class _PublicTokenView(generics.GenericAPIView):
         if self.answer_status == status.HTTP_204_NO_CONTENT:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(
-            s.TokenPairSerializer(serializer.validated_data).data,
+            TokenPairSerializer(serializer.validated_data).data,
             status=self.answer_status,
         )
 
 
 @extend_schema(
     summary="Obtain an access token (60 min) and a refresh token (30 days)",
-    responses={200: s.TokenPairSerializer},
+    responses={200: TokenPairSerializer},
 )
 class ObtainTokenView(_PublicTokenView):
-    serializer_class = s.ObtainSerializer
+    serializer_class = ObtainSerializer
     throttle_classes = (ScopedRateThrottle,)
     throttle_scope = "auth"
 
 
 @extend_schema(
     summary="Rotate a refresh token: the old one is revoked",
-    responses={200: s.TokenPairSerializer},
+    responses={200: TokenPairSerializer},
 )
 class RefreshTokenView(_PublicTokenView):
-    serializer_class = s.RefreshSerializer
+    serializer_class = RefreshSerializer
 
 
 @extend_schema(summary="Revoke a refresh token", responses={204: None})
 class LogoutView(_PublicTokenView):
-    serializer_class = s.LogoutSerializer
+    serializer_class = LogoutSerializer
     answer_status = status.HTTP_204_NO_CONTENT
 
 
 @extend_schema(summary="Check a token's signature, expiry and revocation")
 class VerifyTokenView(_PublicTokenView):
-    serializer_class = s.VerifySerializer
+    serializer_class = VerifySerializer
 
     def post(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
@@ -91,7 +100,7 @@ class JWKSView(APIView):
 class MeView(generics.RetrieveUpdateAPIView):
     """The caller's own account. Role and username are changed by an admin."""
 
-    serializer_class = s.MeSerializer
+    serializer_class = MeSerializer
     permission_classes = (IsAuthenticated,)
     http_method_names = ["get", "patch", "head", "options"]
 
@@ -117,7 +126,7 @@ class UserViewSet(
         return [IsAdmin()]
 
     def get_serializer_class(self):
-        return s.UserCreateSerializer if self.action == "create" else s.UserSerializer
+        return UserCreateSerializer if self.action == "create" else UserSerializer
 
     def get_queryset(self):
         queryset = super().get_queryset()

@@ -2,6 +2,7 @@ import logging
 
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -14,8 +15,6 @@ log = logging.getLogger(__name__)
 
 def check_database() -> dict:
     try:
-        from django.contrib.auth import get_user_model
-
         # A real query, not just a connect: it also proves the tables exist.
         get_user_model().objects.only("pk").first()
     except Exception as exc:

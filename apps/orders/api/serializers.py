@@ -1,15 +1,16 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from apps.accounts.models import Role
+from apps.orders.cards import CARD_SIZES, required_bytes, smallest_card_gb
 from apps.orders.models import (
-    CARD_SIZES,
     Configuration,
     Order,
     OrderEvent,
     OrderKind,
     language_choices,
 )
-from apps.orders.services import required_bytes, smallest_card_gb
+from apps.orders.pipeline import download_url
 
 
 class ContentEntrySerializer(serializers.Serializer):
@@ -174,15 +175,13 @@ class OrderSerializer(serializers.ModelSerializer):
         return required_bytes(obj.content_bytes)
 
     def get_download_url(self, obj) -> str | None:
-        from apps.scheduler.services.flow import download_url
-
         if obj.kind != OrderKind.DOWNLOAD or obj.image is None:
             return None
         return download_url(obj.image) or None
 
     def validate_configuration(self, configuration):
         user = self.context["request"].user
-        if configuration.owner_id != user.pk and user.role not in {"admin", "manager"}:
+        if configuration.owner_id != user.pk and user.role not in Role.staff():
             raise serializers.ValidationError(_("Choose one of your configurations."))
         return configuration
 

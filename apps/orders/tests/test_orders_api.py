@@ -3,11 +3,10 @@ the configuration, cancelling (and how workers learn it), filters, bad input."""
 
 from django.test import TestCase
 
+from apps.orders.cards import GIB, required_bytes, usable_bytes
 from apps.orders.models import Order, OrderEvent, OrderStatus
-from apps.orders.services import GIB, required_bytes
 from apps.scheduler.models import Image, Task, TaskKind, TaskStatus
 from apps.scheduler.testing import ZIM, World, api, configuration, event, order
-from workers.creator.capacity import usable_bytes
 
 URL = "/api/v1/orders/"
 

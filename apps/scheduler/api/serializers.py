@@ -1,6 +1,7 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from apps.scheduler.api.permissions import owns_worker
 from apps.scheduler.models import (
     Image,
     Slot,
@@ -12,7 +13,6 @@ from apps.scheduler.models import (
     WorkerKind,
 )
 from apps.scheduler.services.leases import CARD_FAILURES, EVENT_TYPES
-from workers.creator.capacity import usable_bytes
 
 SHA256 = r"^[0-9a-f]{64}$"
 HOST = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$"
@@ -69,8 +69,13 @@ class SlotReportSerializer(serializers.Serializer):
 
 class WorkerSerializer(serializers.ModelSerializer):
     account = serializers.CharField(source="account.username", read_only=True)
-    online = serializers.BooleanField(read_only=True)
+    online = serializers.SerializerMethodField()
     slots = SlotSerializer(many=True, read_only=True)
+
+    def get_online(self, worker) -> bool:
+        # A list gives the ids of its online workers (one query for the page).
+        online_ids = self.context.get("online_ids")
+        return worker.online if online_ids is None else worker.pk in online_ids
 
     class Meta:
         model = Worker
@@ -155,21 +160,27 @@ class DeclareImageSerializer(serializers.Serializer):
     bmap_sha256 = serializers.RegexField(SHA256)
 
 
+class OwnWorkerField(serializers.UUIDField):
+    """One of the caller's workers, as its identity (no query once known)."""
+
+    def to_internal_value(self, data):
+        pk = super().to_internal_value(data)
+        identity = Worker.objects.identity(pk)
+        if identity is None:
+            raise serializers.ValidationError(_("No worker has this id; register."))
+        if not owns_worker(self.context["request"].user, pk):
+            raise serializers.ValidationError(_("This worker is not yours."))
+        return identity
+
+
 class ClaimSerializer(serializers.Serializer):
-    worker = serializers.PrimaryKeyRelatedField(
-        queryset=Worker.objects.all(), help_text=_("The id registration returned.")
-    )
+    worker = OwnWorkerField(help_text=_("The id registration returned."))
     free_disk = serializers.IntegerField(min_value=0, required=False)
     slot = serializers.CharField(max_length=50, required=False, default="")
     card_capacity = serializers.IntegerField(min_value=1, required=False)
     card_serial = serializers.CharField(
         max_length=100, required=False, default="", allow_blank=True
     )
-
-    def validate_worker(self, worker):
-        if worker.account_id != self.context["request"].user.pk:
-            raise serializers.ValidationError(_("This worker is not yours."))
-        return worker
 
 
 class RenewSerializer(serializers.Serializer):
@@ -210,7 +221,7 @@ class LeaseSerializer(serializers.Serializer):
 
 class TaskSerializer(serializers.ModelSerializer):
     order_status = serializers.CharField(source="order.status", read_only=True)
-    worker = serializers.StringRelatedField()
+    worker = serializers.SerializerMethodField()
 
     class Meta:
         model = Task
@@ -242,6 +253,15 @@ class TaskSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
 
+    def get_worker(self, task) -> str | None:
+        # Lists prefetch the workers; a single task (an event's answer) names its
+        # worker from the identity the process keeps, without a query.
+        if task.worker_id is None:
+            return None
+        if Task.worker.is_cached(task):
+            return str(task.worker)
+        return str(Worker.objects.identity(task.worker_id))
+
 
 class TaskDetailSerializer(TaskSerializer):
     log_tail = serializers.CharField()
@@ -272,20 +292,12 @@ class WorkTaskSerializer(serializers.ModelSerializer):
         ]
 
     def get_work(self, task) -> dict:
+        # Frozen in the task when it was made; a build's warehouse is the one
+        # its claim chose.
         if task.kind == TaskKind.CREATE:
-            order = task.order
-            return {
-                "config": order.config,
-                "card_size_gb": order.card_size_gb,
-                "image_bytes": usable_bytes(order.card_size_gb),
-                "warehouse": task.warehouse.ftp_url if task.warehouse else None,
-                "upload_folder": f"orders/{order.pk}",
-            }
-        image = task.image
-        return {
-            "image": ImageSerializer(image).data if image else None,
-            "warehouse": image.warehouse.ftp_url if image else None,
-        }
+            warehouse = task.warehouse.ftp_url if task.warehouse_id else None
+            return {**task.work, "warehouse": warehouse}
+        return task.work
 
 
 class DiagnosisSerializer(serializers.Serializer):

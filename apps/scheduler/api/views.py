@@ -6,12 +6,36 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from apps.accounts.models import Role
-from apps.accounts.permissions import IsStaff, has_role
-from apps.scheduler.api import serializers as s
+from apps.accounts.permissions import IsStaff
+from apps.scheduler.api.permissions import (
+    HoldsTask,
+    IsWarehouse,
+    IsWorker,
+    IsWorkerOrStaff,
+)
+from apps.scheduler.api.serializers import (
+    ClaimSerializer,
+    DeclareImageSerializer,
+    DiagnosisSerializer,
+    EventSerializer,
+    HeartbeatSerializer,
+    ImageSerializer,
+    LeaseSerializer,
+    LogSerializer,
+    ReceivedSerializer,
+    RegisterSerializer,
+    RenewSerializer,
+    SlotReportSerializer,
+    SlotSerializer,
+    TaskDetailSerializer,
+    TaskSerializer,
+    WarehouseHeartbeatSerializer,
+    WarehouseSerializer,
+    WorkerSerializer,
+    WorkTaskSerializer,
+)
 from apps.scheduler.models import (
     Slot,
     Task,
@@ -19,26 +43,23 @@ from apps.scheduler.models import (
     TaskStatus,
     Warehouse,
     Worker,
+    task_kinds_of_role,
 )
 from apps.scheduler.services import claims, images, leases
 from apps.scheduler.services import workers as worker_services
 from apps.scheduler.services.diagnose import diagnose
 
-IsWorker = has_role(Role.CREATOR, Role.DOWNLOADER, Role.WRITER)
-IsWarehouse = has_role(Role.WAREHOUSE)
-IsWorkerOrStaff = has_role(Role.CREATOR, Role.DOWNLOADER, Role.WRITER, *Role.staff())
-
 ClaimAnswer = inline_serializer(
     "ClaimAnswer",
     {
-        "task": s.WorkTaskSerializer(allow_null=True),
+        "task": WorkTaskSerializer(allow_null=True),
         "reason": serializers.CharField(),
         "code": serializers.CharField(),
     },
 )
 EventAnswer = inline_serializer(
     "EventAnswer",
-    {"task": s.TaskSerializer(), "duplicate": serializers.BooleanField()},
+    {"task": TaskSerializer(), "duplicate": serializers.BooleanField()},
 )
 
 
@@ -47,7 +68,7 @@ class WorkerViewSet(
 ):
     """Workers register and report here; managers list them."""
 
-    serializer_class = s.WorkerSerializer
+    serializer_class = WorkerSerializer
 
     def get_permissions(self):
         if self.action in {"list", "retrieve"}:
@@ -57,15 +78,27 @@ class WorkerViewSet(
     def get_queryset(self):
         # prefetch, not select_related: on MongoDB a join runs over the whole
         # collection before the filter and the page limit (DESIGN 3).
-        queryset = Worker.objects.prefetch_related("account", "slots")
-        if self.request.user.role in Role.staff():
-            return queryset
-        return queryset.filter(account=self.request.user)
+        return Worker.objects.visible_to(self.request.user).prefetch_related(
+            "account", "slots"
+        )
 
-    @extend_schema(request=s.RegisterSerializer, responses=s.WorkerSerializer)
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        shown = [worker.pk for worker in (queryset if page is None else page)]
+        self.online_ids = set(
+            Worker.objects.filter(pk__in=shown).online().values_list("pk", flat=True)
+        )
+        return page
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["online_ids"] = getattr(self, "online_ids", None)
+        return context
+
+    @extend_schema(request=RegisterSerializer, responses=WorkerSerializer)
     @action(detail=False, methods=["post"])
     def register(self, request):
-        body = s.RegisterSerializer(data=request.data)
+        body = RegisterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         worker = worker_services.register_worker(
@@ -76,18 +109,20 @@ class WorkerViewSet(
             capabilities=data["capabilities"],
             slots=data.get("slots"),
         )
-        return Response(s.WorkerSerializer(worker).data)
+        return Response(WorkerSerializer(worker).data)
 
-    @extend_schema(request=s.HeartbeatSerializer, responses=s.WorkerSerializer)
+    @extend_schema(request=HeartbeatSerializer, responses=WorkerSerializer)
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, pk=None):
         worker = self.get_object()
-        body = s.HeartbeatSerializer(data=request.data)
+        body = HeartbeatSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        worker_services.heartbeat(
-            worker=worker, capabilities=body.validated_data.get("capabilities")
+        changed = worker_services.heartbeat(
+            worker_id=worker.pk, capabilities=body.validated_data.get("capabilities")
         )
-        return Response(s.WorkerSerializer(worker).data)
+        for key, value in changed.items():
+            setattr(worker, key, value)
+        return Response(WorkerSerializer(worker).data)
 
     @extend_schema(
         responses=inline_serializer(
@@ -107,16 +142,16 @@ class WorkerViewSet(
         ).values_list("order_id", flat=True)
         return Response({"orders": sorted({str(order) for order in orders})})
 
-    @extend_schema(request=s.SlotReportSerializer, responses=s.SlotSerializer)
+    @extend_schema(request=SlotReportSerializer, responses=SlotSerializer)
     @action(detail=True, methods=["post"], url_path=r"slots/(?P<slot_name>[\w.-]+)")
     def slot(self, request, pk=None, slot_name=None):
         worker = self.get_object()
-        body = s.SlotReportSerializer(data=request.data)
+        body = SlotReportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         slot = worker_services.report_slot(
             worker=worker, name=slot_name, **body.validated_data
         )
-        return Response(s.SlotSerializer(slot).data)
+        return Response(SlotSerializer(slot).data)
 
 
 class TaskViewSet(
@@ -129,17 +164,26 @@ class TaskViewSet(
         if self.action == "diagnose":
             return [IsStaff()]
         if self.action in {"list", "retrieve", "download_info"}:
-            return [IsWorkerOrStaff()]
-        return [IsWorker()]
+            return [IsWorkerOrStaff(), HoldsTask()]
+        return [IsWorker(), HoldsTask()]
+
+    @property
+    def reads(self) -> bool:
+        """Whether this action reads a task rather than acting under its lease."""
+        return self.action in {"list", "retrieve", "download_info", "branding"}
+
+    def not_held(self, task):
+        """How ``HoldsTask`` refuses: reading a task that is not the caller's is
+        a 404; acting under a lease that is not its own, a lost lease (409: stop)."""
+        return Http404() if self.reads else leases.lease_lost(task)
 
     def get_serializer_class(self):
-        return s.TaskDetailSerializer if self.action == "retrieve" else s.TaskSerializer
+        return TaskDetailSerializer if self.action == "retrieve" else TaskSerializer
 
     def get_queryset(self):
-        queryset = Task.objects.prefetch_related("order", "worker", "image__warehouse")
-        user = self.request.user
-        if user.role not in Role.staff():
-            queryset = queryset.filter(worker__account=user, status__in=TaskStatus.HELD)
+        queryset = Task.objects.visible_to(self.request.user).prefetch_related(
+            "order", "worker", "image__warehouse"
+        )
         params = self.request.query_params
         for field, choices in (("status", TaskStatus), ("kind", TaskKind)):
             value = params.get(field)
@@ -152,131 +196,112 @@ class TaskViewSet(
             queryset = queryset.filter(order_id=params["order"])
         return queryset.order_by("created_at")
 
-    def held_task(self, pk) -> Task:
-        """A task the caller's workers hold; any other is 404 (not theirs to see)."""
-        task = get_object_or_404(Task, pk=pk, status__in=TaskStatus.HELD)
-        if task.worker is None or task.worker.account_id != self.request.user.pk:
-            raise Http404
+    def task(self, pk) -> Task:
+        """The task ``pk``, if it is of a kind the caller works on (404 otherwise),
+        checked by ``HoldsTask``. Whether the caller may change it is its lease's
+        business: a lost lease answers 409, so the worker knows to stop."""
+        kinds = (
+            TaskKind.values
+            if self.request.user.role in IsStaff.roles
+            else task_kinds_of_role(self.request.user.role)
+        )
+        # A plain lookup by id on this hot path (on MongoDB select_related joins
+        # the whole collection before filtering), without the large fields a
+        # lease holder never sends back (a log event reads its tail itself).
+        queryset = Task.objects.defer("work", "log_tail")
+        task = get_object_or_404(queryset, pk=pk, kind__in=kinds)
+        self.check_object_permissions(self.request, task)
         return task
 
-    def leased_task(self, pk) -> Task:
-        """A task of a kind the caller works on. Whether it may change it is the
-        lease's business: a lost lease answers 409, so the worker knows to stop."""
-        kinds = {
-            Role.CREATOR: [TaskKind.CREATE],
-            Role.DOWNLOADER: [TaskKind.DOWNLOAD],
-            Role.WRITER: [TaskKind.DOWNLOAD, TaskKind.WRITE],
-        }[self.request.user.role]
-        # Plain lookups by id on this hot path: on MongoDB select_related
-        # joins the whole collection before filtering.
-        return get_object_or_404(Task, pk=pk, kind__in=kinds)
-
-    def lease_holder(self, task) -> Worker:
-        """The caller's worker that holds ``task``; otherwise the lease is lost
-        for this caller, whatever lease id it sends."""
-        if task.worker is not None and task.worker.account_id == self.request.user.pk:
-            return task.worker
-        raise leases.lease_lost(task)
-
-    @extend_schema(request=s.ClaimSerializer, responses=ClaimAnswer)
+    @extend_schema(request=ClaimSerializer, responses=ClaimAnswer)
     @action(detail=False, methods=["post"])
     def claim(self, request):
-        body = s.ClaimSerializer(data=request.data, context={"request": request})
+        body = ClaimSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        worker = data.pop("worker")
-        worker_services.heartbeat(worker=worker)
         result = claims.claim_task(
-            worker=worker,
+            worker=data["worker"],
             free_disk=data.get("free_disk"),
             slot_name=data.get("slot", ""),
             card_capacity=data.get("card_capacity"),
             card_serial=data.get("card_serial", ""),
         )
         # The claim's conditional update made this worker the holder, and the task
-        # in hand carries what it wrote plus its order and warehouse: reading
-        # them again would add four queries to the busiest endpoint.
+        # in hand carries what it wrote and the work to do: nothing is read again.
         task = result.task
         return Response(
             {
-                "task": s.WorkTaskSerializer(task).data if task else None,
+                "task": WorkTaskSerializer(task).data if task else None,
                 "reason": result.reason,
                 "code": result.code,
             }
         )
 
-    @extend_schema(request=s.RenewSerializer, responses=s.LeaseSerializer)
+    @extend_schema(request=RenewSerializer, responses=LeaseSerializer)
     @action(detail=True, methods=["post"])
     def renew(self, request, pk=None):
-        task = self.leased_task(pk)
-        body = s.RenewSerializer(data=request.data)
+        task = self.task(pk)
+        body = RenewSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         task = leases.renew(
             task=task,
             lease_id=data["lease_id"],
-            worker=self.lease_holder(task),
             phase=data.get("phase"),
             percent=data.get("percent"),
         )
-        return Response(s.LeaseSerializer(task).data)
+        return Response(LeaseSerializer(task).data)
 
-    @extend_schema(request=s.EventSerializer, responses=EventAnswer)
+    @extend_schema(request=EventSerializer, responses=EventAnswer)
     @action(detail=True, methods=["post"])
     def events(self, request, pk=None):
-        task = self.leased_task(pk)
-        body = s.EventSerializer(data=request.data)
+        task = self.task(pk)
+        body = EventSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         task, duplicate = leases.report_event(
             task=task,
             lease_id=data.pop("lease_id"),
-            worker=self.lease_holder(task),
             event_id=data.pop("event_id"),
             type=data.pop("type"),
             **data,
         )
-        return Response({"task": s.TaskSerializer(task).data, "duplicate": duplicate})
+        return Response({"task": TaskSerializer(task).data, "duplicate": duplicate})
 
-    @extend_schema(request=s.LogSerializer, responses=EventAnswer)
+    @extend_schema(request=LogSerializer, responses=EventAnswer)
     @action(detail=True, methods=["post"])
     def log(self, request, pk=None):
-        task = self.leased_task(pk)
-        body = s.LogSerializer(data=request.data)
+        task = self.task(pk)
+        body = LogSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         task, duplicate = leases.report_event(
             task=task,
             lease_id=data["lease_id"],
-            worker=self.lease_holder(task),
             event_id=data.get("event_id") or uuid4(),
             type="log",
             text=data["text"],
         )
-        return Response({"task": s.TaskSerializer(task).data, "duplicate": duplicate})
+        return Response({"task": TaskSerializer(task).data, "duplicate": duplicate})
 
-    @extend_schema(request=s.DeclareImageSerializer, responses=s.ImageSerializer)
+    @extend_schema(request=DeclareImageSerializer, responses=ImageSerializer)
     @action(detail=True, methods=["post"])
     def image(self, request, pk=None):
-        task = self.leased_task(pk)
-        self.lease_holder(task)
-        body = s.DeclareImageSerializer(data=request.data)
+        task = self.task(pk)
+        body = DeclareImageSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         image = images.declare_image(task=task, **body.validated_data)
-        return Response(s.ImageSerializer(image).data)
+        return Response(ImageSerializer(image).data)
 
-    @extend_schema(responses=s.ImageSerializer)
+    @extend_schema(responses=ImageSerializer)
     @action(detail=True, methods=["get"], url_path="download-info")
     def download_info(self, request, pk=None):
         """Where to fetch the task's image: held download or write tasks, or any
         task for managers."""
-        if request.user.role in Role.staff():
-            task = get_object_or_404(Task, pk=pk)
-        else:
-            task = self.held_task(pk)
+        task = self.task(pk)
         if task.image is None:
             raise serializers.ValidationError({"task": "This task has no image yet."})
-        data = s.ImageSerializer(task.image).data
+        data = ImageSerializer(task.image).data
         data["ftp_url"] = task.image.warehouse.ftp_url
         return Response(data)
 
@@ -284,21 +309,21 @@ class TaskViewSet(
     @action(detail=True, methods=["get"], url_path=r"branding/(?P<which>logo|favicon)")
     def branding(self, request, pk=None, which=None):
         """A branding image of the order being built, for the creator holding it."""
-        task = self.held_task(pk)
+        task = self.task(pk)
         name = (task.order.config.get("branding") or {}).get(which)
         if task.kind != TaskKind.CREATE or not name or not default_storage.exists(name):
             raise Http404
         return FileResponse(default_storage.open(name), as_attachment=True)
 
-    @extend_schema(responses=s.DiagnosisSerializer)
+    @extend_schema(responses=DiagnosisSerializer)
     @action(detail=True, methods=["get"])
     def diagnose(self, request, pk=None):
         task = get_object_or_404(Task, pk=pk)
-        return Response(s.DiagnosisSerializer(diagnose(task)).data)
+        return Response(DiagnosisSerializer(diagnose(task)).data)
 
 
 class SlotViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    serializer_class = s.SlotSerializer
+    serializer_class = SlotSerializer
     permission_classes = (IsStaff,)
     queryset = Slot.objects.prefetch_related("worker").order_by("name")
 
@@ -306,17 +331,11 @@ class SlotViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 class WarehouseViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Managers list warehouses; a warehouse reports itself and what it received."""
 
-    serializer_class = s.WarehouseSerializer
+    serializer_class = WarehouseSerializer
     queryset = Warehouse.objects.all()
 
     def get_permissions(self):
         return [IsStaff()] if self.action == "list" else [IsWarehouse()]
-
-    def own(self, name: str) -> Warehouse:
-        warehouse = Warehouse.objects.filter(name=name).first()
-        if warehouse is not None and warehouse.account_id != self.request.user.pk:
-            raise PermissionDenied("This warehouse belongs to another account.")
-        return warehouse
 
     def mine(self) -> Warehouse:
         warehouse = Warehouse.objects.filter(account=self.request.user).first()
@@ -326,40 +345,31 @@ class WarehouseViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             )
         return warehouse
 
-    @extend_schema(
-        request=s.WarehouseHeartbeatSerializer, responses=s.WarehouseSerializer
-    )
+    @extend_schema(request=WarehouseHeartbeatSerializer, responses=WarehouseSerializer)
     @action(detail=False, methods=["post"])
     def heartbeat(self, request):
-        from django.utils import timezone
-
-        body = s.WarehouseHeartbeatSerializer(data=request.data)
+        body = WarehouseHeartbeatSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        warehouse = self.own(data["name"])
-        fields = {**data, "last_seen": timezone.now(), "account": request.user}
-        if warehouse is None:
-            warehouse = Warehouse.objects.create(**fields)
-        else:
-            Warehouse.objects.filter(pk=warehouse.pk).update(**fields)
-            warehouse.refresh_from_db()
-        return Response(s.WarehouseSerializer(warehouse).data)
+        warehouse = worker_services.warehouse_heartbeat(
+            account=request.user, **body.validated_data
+        )
+        return Response(WarehouseSerializer(warehouse).data)
 
-    @extend_schema(request=s.ReceivedSerializer, responses=s.ImageSerializer)
+    @extend_schema(request=ReceivedSerializer, responses=ImageSerializer)
     @action(detail=False, methods=["post"])
     def received(self, request):
-        body = s.ReceivedSerializer(data=request.data)
+        body = ReceivedSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         image = images.warehouse_received(warehouse=self.mine(), **body.validated_data)
-        return Response(s.ImageSerializer(image).data)
+        return Response(ImageSerializer(image).data)
 
-    @extend_schema(responses=s.ImageSerializer(many=True))
+    @extend_schema(responses=ImageSerializer(many=True))
     @action(detail=False, methods=["get"])
     def deletions(self, request):
         queryset = images.deletable(self.mine())[:500]
-        return Response(s.ImageSerializer(queryset, many=True).data)
+        return Response(ImageSerializer(queryset, many=True).data)
 
-    @extend_schema(request=None, responses=s.ImageSerializer)
+    @extend_schema(request=None, responses=ImageSerializer)
     @action(
         detail=False,
         methods=["post"],
@@ -367,4 +377,4 @@ class WarehouseViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     def deleted(self, request, image_id=None):
         image = images.mark_deleted(warehouse=self.mine(), image_id=image_id)
-        return Response(s.ImageSerializer(image).data)
+        return Response(ImageSerializer(image).data)

@@ -1,6 +1,12 @@
 """Claiming a task: one conditional update per candidate, so that of many workers
 asking at once each task goes to exactly one, on SQLite, PostgreSQL and MongoDB
-alike (no ``select_for_update``, no transaction: DESIGN 3)."""
+alike (no ``select_for_update``, no transaction: DESIGN 3).
+
+This is the busiest endpoint, so its reads are few and fixed: the candidates carry
+the room they need and the work to hand out (``Task.needed_bytes``, ``Task.work``),
+and the worker's identity and the warehouse choice come from the process's memory
+(``WorkerManager.identity``, ``WarehouseManager.pick``).
+"""
 
 import random
 from dataclasses import dataclass
@@ -12,18 +18,18 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from apps.orders.models import Order
+from apps.orders import pipeline
 from apps.scheduler.models import (
-    Image,
+    TASK_KIND_OF,
     Slot,
     SlotState,
     Task,
     TaskKind,
     TaskStatus,
     Warehouse,
-    Worker,
+    WorkerIdentity,
 )
-from apps.scheduler.services import flow
+from apps.scheduler.services.workers import heartbeat
 
 # Candidates looked at per round. Workers pick among them at random so that many
 # claimers do not all race for the oldest task.
@@ -40,35 +46,33 @@ class Claim:
     code: str = ""
 
 
-def estimated_image_bytes(order) -> int:
-    """Room a build of ``order`` needs, on the creator's disk and the warehouse."""
-    return settings.BASE_IMAGE_BYTES + order.content_bytes
-
-
 def claim_task(
     *,
-    worker: Worker,
+    worker: WorkerIdentity,
     free_disk: int | None = None,
     slot_name: str = "",
     card_capacity: int | None = None,
     card_serial: str = "",
 ) -> Claim:
-    """Lease the next task this worker can do, or say why there is none."""
-    kind = {"creator": TaskKind.CREATE, "downloader": TaskKind.DOWNLOAD}.get(
-        worker.kind, TaskKind.WRITE
-    )
+    """Lease the next task this worker can do, or say why there is none.
+
+    A claim that leases a task proves the worker alive through its lease; one that
+    finds nothing is the idle worker's heartbeat.
+    """
+    kind = TASK_KIND_OF[worker.kind]
     pending = Task.objects.filter(kind=kind, status=TaskStatus.PENDING)
     extra: dict = {}
     slot = None
     if kind == TaskKind.CREATE:
-        warehouse = pick_warehouse()
+        warehouse = Warehouse.objects.pick()
         if warehouse is None:
+            heartbeat(worker_id=worker.pk)
             return Claim(None, _("No warehouse is online; start one."), "no_warehouse")
         extra["warehouse"] = warehouse
     elif kind == TaskKind.DOWNLOAD:
         extra["host"] = worker.host
     else:
-        slot = Slot.objects.filter(worker=worker, name=slot_name).first()
+        slot = Slot.objects.filter(worker_id=worker.pk, name=slot_name).first()
         if slot is None:
             raise ValidationError(
                 {"slot": _("Name one of this writer's registered slots.")}
@@ -80,12 +84,21 @@ def claim_task(
         extra.update(slot=slot, card_capacity=card_capacity, card_serial=card_serial)
         pending = pending.filter(host=worker.host)
 
-    reason = _("No %(kind)s task is waiting.") % {"kind": kind}
-    code = "nothing_waiting"
+    claim = _lease_one(kind, pending, worker, free_disk, card_capacity, extra)
+    if claim.task is None:
+        heartbeat(worker_id=worker.pk)
+    else:
+        _after_claim(claim.task, slot)
+    return claim
+
+
+def _lease_one(kind, pending, worker, free_disk, card_capacity, extra) -> Claim:
     for _round in range(ROUNDS):
         candidates = list(pending.order_by("created_at")[:CANDIDATES])
         if not candidates:
-            return Claim(None, reason, code)
+            # Also after a lost race: an earlier round's reason no longer holds.
+            reason = _("No %(kind)s task is waiting.") % {"kind": kind}
+            return Claim(None, reason, "nothing_waiting")
         fitting, reason, code = _fitting(
             kind, candidates, free_disk, card_capacity, extra
         )
@@ -93,41 +106,22 @@ def claim_task(
             return Claim(None, reason, code)
         random.shuffle(fitting)
         for candidate in fitting:
-            task = _try_lease(candidate, worker, extra)
-            if task is not None:
-                _after_claim(task, slot)
-                return Claim(task)
+            if _try_lease(candidate, worker, extra):
+                return Claim(candidate)
     return Claim(None, _("Other workers took the waiting tasks; ask again."), "busy")
-
-
-def _sizes(kind, candidates) -> dict:
-    """Bytes each candidate needs, in one query by ids. No select_related: on
-    MongoDB a join runs before the filter, over the whole collection."""
-    if kind == TaskKind.CREATE:
-        ids = {t.order_id for t in candidates}
-        content = dict(
-            Order.objects.filter(pk__in=ids).values_list("pk", "content_bytes")
-        )
-        return {
-            t.pk: settings.BASE_IMAGE_BYTES + content[t.order_id] for t in candidates
-        }
-    ids = {t.image_id for t in candidates if t.image_id}
-    sizes = dict(Image.objects.filter(pk__in=ids).values_list("pk", "size"))
-    return {t.pk: sizes.get(t.image_id, 0) for t in candidates}
 
 
 def _fitting(kind, candidates, free_disk, card_capacity, extra):
     """The candidates this worker has room for, and why none fits otherwise."""
-    sizes = _sizes(kind, candidates)
+    smallest = min(t.needed_bytes for t in candidates)
     if kind == TaskKind.CREATE:
-        need = [(t, sizes[t.pk]) for t in candidates]
         warehouse = extra["warehouse"]
         fitting = [
             t
-            for t, size in need
-            if size <= warehouse.free_bytes and (free_disk is None or size <= free_disk)
+            for t in candidates
+            if t.needed_bytes <= warehouse.free_bytes
+            and (free_disk is None or t.needed_bytes <= free_disk)
         ]
-        smallest = min(size for _t, size in need)
         where = (
             _("the warehouse") if smallest > warehouse.free_bytes else _("this disk")
         )
@@ -136,8 +130,7 @@ def _fitting(kind, candidates, free_disk, card_capacity, extra):
     limit = free_disk if kind == TaskKind.DOWNLOAD else card_capacity
     if limit is None:
         return candidates, "", ""
-    fitting = [t for t in candidates if sizes[t.pk] <= limit]
-    smallest = min(sizes.values(), default=0)
+    fitting = [t for t in candidates if t.needed_bytes <= limit]
     if kind == TaskKind.WRITE:
         why = _("Card too small: the image has %(size)d bytes, the card %(cap)d.")
         return fitting, why % {"size": smallest, "cap": limit}, "card_too_small"
@@ -145,14 +138,13 @@ def _fitting(kind, candidates, free_disk, card_capacity, extra):
     return fitting, why % {"size": smallest, "free": limit}, "no_room"
 
 
-def _try_lease(candidate: Task, worker: Worker, extra: dict) -> Task | None:
+def _try_lease(candidate: Task, worker: WorkerIdentity, extra: dict) -> bool:
     now = timezone.now()
-    lease_id = uuid4()
     changes = {
         "status": TaskStatus.LEASED,
-        "lease_id": lease_id,
+        "lease_id": uuid4(),
         "lease_expires_at": now + timedelta(seconds=settings.LEASE_SECONDS),
-        "worker": worker,
+        "worker_id": worker.pk,
         "phase": "",
         "percent": 0,
         "phase_started_at": now,
@@ -164,23 +156,16 @@ def _try_lease(candidate: Task, worker: Worker, extra: dict) -> Task | None:
     won = Task.objects.filter(pk=candidate.pk, status=TaskStatus.PENDING).update(
         **changes
     )
-    if not won:
-        return None
-    for key, value in changes.items():
-        setattr(candidate, key, value)
-    return candidate
+    if won:
+        for key, value in changes.items():
+            setattr(candidate, key, value)
+    return bool(won)
 
 
 def _after_claim(task: Task, slot: Slot | None) -> None:
-    flow.event(task, "claimed")
+    task.record("claimed")
     if task.kind == TaskKind.CREATE:
-        from apps.orders.models import OrderStatus
-        from apps.orders.services import move_order
-
-        order = Order.objects.get(pk=task.order_id)
-        task.order = order  # the claim's answer describes the order: no re-read
-        if order.status == OrderStatus.PENDING:
-            move_order(order, OrderStatus.BUILDING, message="Build started.")
+        pipeline.on_build_claimed(task)
     elif task.kind == TaskKind.WRITE:
         Slot.objects.filter(pk=slot.pk).update(
             task=task,
@@ -188,12 +173,4 @@ def _after_claim(task: Task, slot: Slot | None) -> None:
             percent=0,
             updated_at=timezone.now(),
         )
-        flow.on_write_claimed(task)
-
-
-def pick_warehouse() -> Warehouse | None:
-    """The online warehouse with the most free space."""
-    since = timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER)
-    return (
-        Warehouse.objects.filter(last_seen__gte=since).order_by("-free_bytes").first()
-    )
+        pipeline.on_write_claimed(task)

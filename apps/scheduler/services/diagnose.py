@@ -1,12 +1,10 @@
 """Why is this task not running? Answers for the operator, in plain words."""
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.scheduler.models import (
+    WORKER_KIND_OF,
     Slot,
     SlotState,
     Task,
@@ -14,15 +12,7 @@ from apps.scheduler.models import (
     TaskStatus,
     Warehouse,
     Worker,
-    WorkerKind,
 )
-from apps.scheduler.services.claims import estimated_image_bytes
-
-KIND_OF_TASK = {
-    TaskKind.CREATE: WorkerKind.CREATOR,
-    TaskKind.DOWNLOAD: WorkerKind.DOWNLOADER,
-    TaskKind.WRITE: WorkerKind.WRITER,
-}
 
 
 def _ago(moment, now) -> str:
@@ -64,12 +54,11 @@ def diagnose(task: Task) -> dict:
             reasons.append(_("Cancel requested; waiting for the worker to stop."))
         return answer
 
-    online_since = now - timedelta(seconds=settings.WORKER_OFFLINE_AFTER)
-    kind = KIND_OF_TASK[task.kind]
+    kind = WORKER_KIND_OF[task.kind]
     workers = Worker.objects.filter(kind=kind)
     if task.kind == TaskKind.WRITE:
         workers = workers.filter(host=task.host)
-    online = [w for w in workers if w.last_seen >= online_since]
+    online = list(workers.online(now))
     if not online:
         last = workers.order_by("-last_seen").first()
         where = _(" on host %(h)s") % {"h": task.host} if task.host else ""
@@ -89,8 +78,8 @@ def diagnose(task: Task) -> dict:
                 }
             )
     if task.kind == TaskKind.CREATE:
-        need = estimated_image_bytes(task.order)
-        warehouses = [w for w in Warehouse.objects.all() if w.online]
+        need = task.needed_bytes
+        warehouses = list(Warehouse.objects.online(now))
         if not warehouses:
             reasons.append(_("No warehouse is online to receive the image."))
         elif max(w.free_bytes for w in warehouses) < need:

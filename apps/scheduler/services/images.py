@@ -13,9 +13,10 @@ from django.utils.translation import gettext as _
 
 from apps.common.errors import Conflict
 from apps.notifications.services import notify
+from apps.orders import pipeline
+from apps.orders.models import Order
 from apps.scheduler.models import Image, ImageState, Task, TaskKind, TaskStatus
-from apps.scheduler.services import flow
-from apps.scheduler.services.leases import _fenced, requeue_changes
+from apps.scheduler.services.leases import fenced
 
 PATH = re.compile(r"^/?orders/(?P<order>[0-9a-f-]{36})/(?P<name>[^/]+)$")
 
@@ -37,8 +38,8 @@ def declare_image(
     if task.warehouse_id is None:
         raise ValidationError({"task": _("This task has no warehouse to upload to.")})
     now = timezone.now()
-    # Proves the lease is still held (and extends nothing).
-    _fenced(task, lease_id, now)
+    # Proves the lease is still held before the declaration replaces anything.
+    fenced(task, lease_id, now)
     declared = {
         "size": size,
         "sha256": sha256,
@@ -65,7 +66,7 @@ def declare_image(
         # A rebuild after a lost lease: the new declaration replaces the old one.
         Image.objects.filter(pk=image.pk).update(**declared)
         image.refresh_from_db()
-    Task.objects.filter(pk=task.pk, lease_id=lease_id).update(image=image)
+    Task.objects.held_by(lease_id).filter(pk=task.pk).update(image=image)
     task.image = image
     return image
 
@@ -115,7 +116,7 @@ def warehouse_received(*, warehouse, path: str, size: int, sha256: str) -> Image
         )
         image.refresh_from_db()
         if verified:
-            flow.on_image_verified(image)
+            pipeline.on_image_verified(image)
     return image
 
 
@@ -132,7 +133,7 @@ def reject(image: Image, name: str, size: int, sha256: str, changes: dict) -> Im
         .first()
     )
     if task is not None:
-        flow.event(task, "image_rejected", file=name, sha256=sha256, size=size)
+        task.record("image_rejected", file=name, sha256=sha256, size=size)
         rebuild(task, message)
     notify("worker_problem", order_id=image.order_id, message=message)
     return image
@@ -142,28 +143,18 @@ def rebuild(task: Task, message: str) -> None:
     """Do the build again after a rejected upload, within the attempt budget."""
     now = timezone.now()
     if task.status in TaskStatus.HELD:
-        if task.attempts + 1 < task.max_attempts:
-            Task.objects.filter(pk=task.pk, lease_id=task.lease_id).update(
-                updated_at=now, **requeue_changes(task, now, message)
-            )
-        else:
-            Task.objects.filter(pk=task.pk, lease_id=task.lease_id).update(
-                status=TaskStatus.FAILED, error=message, finished_at=now, updated_at=now
-            )
-            flow.on_task_failed(task, message)
+        # Taken from whoever holds it, expired or not: its upload is worthless.
+        changes = task.retry_or_fail(now, message)
+        taken = (
+            Task.objects.held_by(task.lease_id)
+            .filter(pk=task.pk)
+            .update(updated_at=now, **changes)
+        )
+        if taken and changes["status"] == TaskStatus.FAILED:
+            pipeline.on_task_failed(task, message)
     elif task.status == TaskStatus.SUCCEEDED:
-        # The creator finished before the warehouse's report: a fresh task builds
-        # again, so no task ever succeeds twice.
-        from apps.orders.models import Order, OrderStatus
-        from apps.orders.services import move_order
-
-        order = Order.objects.get(pk=task.order_id)
-        builds = Task.objects.filter(order=order, kind=TaskKind.CREATE).count()
-        if builds >= task.max_attempts:
-            flow.on_task_failed(task, message)
-            return
-        move_order(order, OrderStatus.PENDING, message=message)
-        flow.create_build_task(order)
+        # The creator finished before the warehouse's report.
+        pipeline.rebuild(Order.objects.get(pk=task.order_id), task, message)
 
 
 def deletable(warehouse):

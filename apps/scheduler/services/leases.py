@@ -1,7 +1,7 @@
 """What a lease holder may do: renew, report progress and events, upload logs.
 
-Every change is fenced: a conditional update on (task, lease_id, held, not expired).
-A worker whose lease was taken back gets a ``Conflict`` (HTTP 409) and must stop.
+Every change is fenced: an update of ``Task.objects.held_by(lease_id, now)``. A
+worker whose lease was taken back gets a ``Conflict`` (HTTP 409) and must stop.
 Events carry the worker's ``event_id``: sending one twice changes nothing.
 """
 
@@ -9,11 +9,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.common.errors import Conflict
+from apps.orders import pipeline
 from apps.scheduler.models import (
     Image,
     ImageState,
@@ -23,13 +24,14 @@ from apps.scheduler.models import (
     TaskEvent,
     TaskKind,
     TaskStatus,
-    Worker,
 )
-from apps.scheduler.services import flow
 
 LOG_TAIL_CHARS = 64 * 1024
 
 EVENT_TYPES = {"progress", "log", "succeeded", "failed", "card_failed", "canceled"}
+#: Events that change nothing when applied twice: their repeat is caught by the
+#: unique event id alone, without looking for it first (the most frequent event).
+REPEATABLE = {"progress"}
 CARD_FAILURES = {"too_small", "write_error", "verify_mismatch", "removed"}
 
 
@@ -45,29 +47,25 @@ def lease_lost(task: Task) -> Conflict:
     )
 
 
-def holds(task: Task, lease_id, now) -> bool:
-    """What the row we read says; the fenced update below is what decides."""
-    return (
-        str(task.lease_id) == str(lease_id)
-        and task.status in TaskStatus.HELD
-        and task.lease_expires_at is not None
-        and task.lease_expires_at > now
+def fenced(task: Task, lease_id, now, /, **changes) -> None:
+    """Apply ``changes`` only while ``lease_id`` still holds the task."""
+    updated = (
+        Task.objects.held_by(lease_id, now)
+        .filter(pk=task.pk)
+        .update(updated_at=now, **changes)
     )
-
-
-def _fenced(task: Task, held_by, now, /, **changes) -> None:
-    """Apply ``changes`` only while the lease ``held_by`` still holds the task."""
-    updated = Task.objects.filter(
-        pk=task.pk,
-        lease_id=held_by,
-        status__in=TaskStatus.HELD,
-        lease_expires_at__gt=now,
-    ).update(updated_at=now, **changes)
     if not updated:
         task.refresh_from_db()
         raise lease_lost(task)
     for key, value in changes.items():
         setattr(task, key, value)
+
+
+def check_lease(task: Task, lease_id, now) -> None:
+    """Refuse at once a lease the row we read no longer shows; the fenced update
+    stays what decides."""
+    if not task.holds(lease_id, now):
+        raise lease_lost(task)
 
 
 def _progress(task: Task, now, phase: str | None, percent: float | None) -> dict:
@@ -84,21 +82,22 @@ def _progress(task: Task, now, phase: str | None, percent: float | None) -> dict
     return changes
 
 
-def renew(
-    *, task: Task, lease_id, worker: Worker | None, phase=None, percent=None
-) -> Task:
-    """Extend the lease; the answer tells the worker whether to cancel."""
+def renew(*, task: Task, lease_id, phase=None, percent=None) -> Task:
+    """Extend the lease; the answer tells the worker whether to cancel.
+
+    A renewal is also the worker's sign of life (``WorkerQuerySet.online``), so
+    it writes the task alone.
+    """
     now = timezone.now()
+    check_lease(task, lease_id, now)
     changes = _progress(task, now, phase, percent)
     changes["lease_expires_at"] = now + timedelta(seconds=settings.LEASE_SECONDS)
-    _fenced(task, lease_id, now, **changes)
-    if worker is not None:
-        Worker.objects.filter(pk=worker.pk).update(last_seen=now, offline_since=None)
+    fenced(task, lease_id, now, **changes)
     return task
 
 
 def report_event(
-    *, task: Task, lease_id, worker: Worker | None, event_id, type: str, **data
+    *, task: Task, lease_id, event_id, type: str, **data
 ) -> tuple[Task, bool]:
     """Apply one event; returns (task, duplicate). A repeated event_id is a no-op."""
     if type not in EVENT_TYPES:
@@ -108,29 +107,36 @@ def report_event(
                 % {"types": ", ".join(sorted(EVENT_TYPES))}
             }
         )
-    if TaskEvent.objects.filter(task=task, event_id=event_id).exists():
+    if (
+        type not in REPEATABLE
+        and TaskEvent.objects.filter(task=task, event_id=event_id).exists()
+    ):
         return task, True
     now = timezone.now()
-    if not holds(task, lease_id, now):
-        raise lease_lost(task)
-    handler = HANDLERS[type]
+    check_lease(task, lease_id, now)
+    worker_id = task.worker_id  # the handlers may requeue the task and clear it
     try:
-        after = handler(task, lease_id, now, data)
+        after = HANDLERS[type](task, lease_id, now, data)
     except Conflict:
         # The same event may have been applied by a request whose answer was lost.
         if TaskEvent.objects.filter(task=task, event_id=event_id).exists():
             return task, True
         raise
+    event = TaskEvent(
+        task=task,
+        event_id=event_id,
+        type=type,
+        lease_id=lease_id,
+        worker_id=worker_id,
+        data=data,
+    )
     try:
-        with transaction.atomic():
-            TaskEvent.objects.create(
-                task=task,
-                event_id=event_id,
-                type=type,
-                lease_id=lease_id,
-                worker=worker,
-                data=data,
-            )
+        if connection.in_atomic_block:
+            # Inside a transaction a refused insert must not break it.
+            with transaction.atomic():
+                event.save(force_insert=True)
+        else:
+            event.save(force_insert=True)
     except IntegrityError:
         return task, True
     if after is not None:
@@ -140,16 +146,16 @@ def report_event(
 
 def _on_progress(task, lease_id, now, data):
     changes = _progress(task, now, data.get("phase"), data.get("percent"))
-    _fenced(task, lease_id, now, **changes)
+    fenced(task, lease_id, now, **changes)
 
 
 def _on_log(task, lease_id, now, data):
     text = data.get("text") or ""
-    _fenced(task, lease_id, now, log_tail=(task.log_tail + text)[-LOG_TAIL_CHARS:])
+    fenced(task, lease_id, now, log_tail=(task.log_tail + text)[-LOG_TAIL_CHARS:])
 
 
 def _finish(task, lease_id, now, /, **changes):
-    _fenced(task, lease_id, now, finished_at=now, **changes)
+    fenced(task, lease_id, now, finished_at=now, **changes)
 
 
 def _on_succeeded(task, lease_id, now, data):
@@ -173,26 +179,20 @@ def _on_succeeded(task, lease_id, now, data):
         percent=100,
         result=data.get("result") or {},
     )
-    after = {
-        TaskKind.CREATE: flow.on_create_succeeded,
-        TaskKind.DOWNLOAD: flow.on_download_succeeded,
-        TaskKind.WRITE: flow.on_write_succeeded,
-    }[task.kind]
     if task.kind == TaskKind.WRITE and task.slot_id:
         Slot.objects.filter(pk=task.slot_id).update(
             state=SlotState.DONE, percent=100, updated_at=now
         )
-    return lambda: after(task)
+    return lambda: pipeline.ON_SUCCEEDED[task.kind](task)
 
 
 def _on_failed(task, lease_id, now, data):
     error = (data.get("error") or _("no reason given"))[:2000]
-    retryable = data.get("retryable", True)
-    if retryable and task.attempts + 1 < task.max_attempts:
-        _fenced(task, lease_id, now, **requeue_changes(task, now, error))
-        return lambda: flow.event(task, "requeued", reason=error)
-    _finish(task, lease_id, now, status=TaskStatus.FAILED, error=error)
-    return lambda: flow.on_task_failed(task, error)
+    changes = task.retry_or_fail(now, error, retryable=data.get("retryable", True))
+    fenced(task, lease_id, now, **changes)
+    if changes["status"] == TaskStatus.FAILED:
+        return lambda: pipeline.on_task_failed(task, error)
+    return lambda: task.record("requeued", reason=error)
 
 
 def _on_card_failed(task, lease_id, now, data):
@@ -218,24 +218,14 @@ def _on_card_failed(task, lease_id, now, data):
             card_failures=failures,
             error=_("%(n)d cards failed; last: %(m)s") % {"n": failures, "m": message},
         )
-        return lambda: flow.on_task_failed(task, task.error)
-    changes = requeue_changes(task, now, message, count_attempt=False)
+        return lambda: pipeline.on_task_failed(task, task.error)
+    changes = task.requeue_changes(now, message, count_attempt=False)
     changes["card_failures"] = failures
-    _fenced(task, lease_id, now, **changes)
+    fenced(task, lease_id, now, **changes)
     Slot.objects.filter(pk=slot_id).update(
         state=SlotState.FAILED, message=message[:255], updated_at=now
     )
-
-    def ask_again():
-        from apps.orders.models import Order
-
-        flow.ask_for_cards(
-            Order.objects.get(pk=task.order_id),
-            task.host,
-            message=_("The last card failed (%(m)s); insert another.") % {"m": message},
-        )
-
-    return ask_again
+    return lambda: pipeline.on_card_failed(task, message)
 
 
 def _on_canceled(task, lease_id, now, data):
@@ -254,23 +244,3 @@ HANDLERS = {
     "card_failed": _on_card_failed,
     "canceled": _on_canceled,
 }
-
-
-def requeue_changes(task: Task, now, error: str, count_attempt: bool = True) -> dict:
-    """Fields that put a task back in the queue for another worker (or card)."""
-    changes = {
-        "status": TaskStatus.PENDING,
-        "lease_id": None,
-        "lease_expires_at": None,
-        "worker": None,
-        "slot": None,
-        "phase": "",
-        "percent": 0,
-        "error": error[:2000],
-        "attempts": task.attempts + (1 if count_attempt else 0),
-    }
-    if task.kind == TaskKind.CREATE:
-        changes["warehouse"] = None
-    elif task.kind == TaskKind.DOWNLOAD:
-        changes["host"] = ""  # any writer host may download it now
-    return changes

@@ -11,8 +11,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.notifications.services import notify
+from apps.orders import pipeline
 from apps.orders.models import Order, OrderKind, OrderStatus
-from apps.orders.services import move_order
 from apps.scheduler.models import (
     Image,
     ImageState,
@@ -22,9 +22,8 @@ from apps.scheduler.models import (
     TaskKind,
     TaskStatus,
     Worker,
+    online_since,
 )
-from apps.scheduler.services import flow
-from apps.scheduler.services.leases import requeue_changes
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -65,38 +64,42 @@ def sweep(now=None) -> SweepReport:
 
 
 def take_back(task: Task, now, reason: str, report: SweepReport) -> bool:
-    """Requeue (or fail, or cancel) a held task, if it is still held by that lease."""
+    """Requeue (or fail, or cancel) a held task, if it is still as we read it."""
     if task.cancel_requested:
         changes = {"status": TaskStatus.CANCELED, "finished_at": now}
-        counter = "canceled"
-    elif task.attempts + 1 >= task.max_attempts:
-        changes = {"status": TaskStatus.FAILED, "finished_at": now, "error": reason}
-        counter = "failed"
     else:
-        changes = requeue_changes(task, now, reason)
-        counter = "requeued"
+        changes = task.retry_or_fail(now, reason)
+    counter = {
+        TaskStatus.CANCELED: "canceled",
+        TaskStatus.FAILED: "failed",
+        TaskStatus.PENDING: "requeued",
+    }[changes["status"]]
     slot_id = task.slot_id
-    taken = Task.objects.filter(
-        pk=task.pk, lease_id=task.lease_id, status=task.status
-    ).update(updated_at=now, **changes)
+    # Fenced on the lease and its expiry as we read them: a worker that renewed
+    # or reported in the meantime keeps its task.
+    taken = (
+        Task.objects.held_by(task.lease_id)
+        .filter(pk=task.pk, status=task.status, lease_expires_at=task.lease_expires_at)
+        .update(updated_at=now, **changes)
+    )
     if not taken:
-        return False  # the worker reported in the meantime
+        return False
     setattr(report, counter, getattr(report, counter) + 1)
-    flow.event(task, counter, reason=reason)
+    task.record(counter, reason=reason)
     if slot_id:
         Slot.objects.filter(pk=slot_id, task_id=task.pk).update(
             task=None, state=SlotState.FAILED, message=reason[:255], updated_at=now
         )
     if counter == "failed":
-        flow.on_task_failed(task, f"{reason} after {task.max_attempts} attempts")
+        pipeline.on_task_failed(task, f"{reason} after {task.max_attempts} attempts")
     return True
 
 
 def mark_offline(now, report: SweepReport) -> None:
-    silent_since = now - timedelta(seconds=settings.WORKER_OFFLINE_AFTER)
+    online = Worker.objects.online(now).values_list("pk", flat=True)
     for worker in Worker.objects.filter(
-        last_seen__lt=silent_since, offline_since__isnull=True
-    )[:BATCH]:
+        last_seen__lt=online_since(now), offline_since__isnull=True
+    ).exclude(pk__in=list(online))[:BATCH]:
         went = Worker.objects.filter(pk=worker.pk, offline_since__isnull=True).update(
             offline_since=now
         )
@@ -117,15 +120,14 @@ def expire_orders(now, report: SweepReport) -> None:
     for order in Order.objects.filter(expires_at__lte=now).exclude(
         status=OrderStatus.EXPIRED
     )[:BATCH]:
-        if move_order(order, OrderStatus.EXPIRED, message="Retention period ended."):
+        if order.move_to(OrderStatus.EXPIRED, message="Retention period ended."):
             report.expired += 1
     # Two steps: MongoDB cannot update() across a relation (DESIGN 3).
     expired = Order.objects.filter(status=OrderStatus.EXPIRED).values_list(
         "pk", flat=True
     )
     report.deletable += Image.objects.filter(
-        order_id__in=list(expired),
-        state__in=[ImageState.UPLOADING, ImageState.VERIFIED, ImageState.REJECTED],
+        order_id__in=list(expired), state__in=pipeline.LIVE_IMAGES
     ).update(state=ImageState.DELETABLE)
 
 
@@ -143,7 +145,7 @@ def repair(report: SweepReport) -> None:
         state=ImageState.VERIFIED,
         order__status__in=[OrderStatus.PENDING, OrderStatus.BUILDING],
     )[:BATCH]:
-        flow.on_image_verified(image)
+        pipeline.on_image_verified(image)
         report.repaired += 1
 
     built = set(
@@ -159,12 +161,12 @@ def repair(report: SweepReport) -> None:
         for order in Order.objects.filter(
             pk__in=built - with_download, image__isnull=False
         ).select_related("image"):
-            flow.create_download_task(order, order.image)
+            pipeline.create_download_task(order, order.image)
             report.repaired += 1
         for download in downloaded.exclude(order_id__in=with_writes).select_related(
             "order"
         ):
-            flow.create_write_tasks(download.order, download)
+            pipeline.create_write_tasks(download.order, download)
             report.repaired += 1
 
     writing = set(
@@ -179,5 +181,5 @@ def repair(report: SweepReport) -> None:
             )
         )
         for order in Order.objects.filter(pk__in=writing - unfinished):
-            flow.complete_if_all_written(order)
+            pipeline.complete_if_all_written(order)
             report.repaired += 1

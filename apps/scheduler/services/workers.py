@@ -1,29 +1,22 @@
 """Workers register, send heartbeats with their capabilities, and report slots."""
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from apps.accounts.models import Role
-from apps.scheduler.models import Slot, SlotState, Worker, WorkerKind
-
-# Which account role may run which kind of worker.
-ROLE_OF_KIND = {
-    WorkerKind.CREATOR: Role.CREATOR,
-    WorkerKind.DOWNLOADER: Role.DOWNLOADER,
-    WorkerKind.WRITER: Role.WRITER,
-}
-# A writer host's downloader and writers may share one account (DESIGN 4).
-KINDS_OF_ROLE = {
-    Role.CREATOR: {WorkerKind.CREATOR},
-    Role.DOWNLOADER: {WorkerKind.DOWNLOADER},
-    Role.WRITER: {WorkerKind.WRITER, WorkerKind.DOWNLOADER},
-}
+from apps.scheduler.models import (
+    WORKER_KINDS_OF_ROLE,
+    Slot,
+    SlotState,
+    Warehouse,
+    Worker,
+    WorkerKind,
+)
 
 
 def check_kind(account, kind: str) -> None:
-    if kind not in KINDS_OF_ROLE.get(account.role, set()):
+    if kind not in WORKER_KINDS_OF_ROLE.get(account.role, ()):
         raise ValidationError(
             {
                 "kind": _("A %(role)s account cannot run a %(kind)s worker.")
@@ -93,14 +86,28 @@ def sync_slots(worker: Worker, slots: list[dict]) -> None:
         Slot.objects.filter(worker=worker, name__in=gone).delete()
 
 
-def heartbeat(*, worker: Worker, capabilities: dict | None = None) -> Worker:
+def heartbeat(*, worker_id, capabilities: dict | None = None) -> dict:
+    """The worker is alive (and has these capabilities); returns what changed."""
     fields = {"last_seen": timezone.now(), "offline_since": None}
     if capabilities is not None:
         fields["capabilities"] = capabilities
-    Worker.objects.filter(pk=worker.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(worker, key, value)
-    return worker
+    Worker.objects.filter(pk=worker_id).update(**fields)
+    return fields
+
+
+def warehouse_heartbeat(*, account, name: str, **reported) -> Warehouse:
+    """A warehouse reports its address and space; the first report creates it."""
+    fields = {**reported, "last_seen": timezone.now(), "account": account}
+    warehouse = Warehouse.objects.filter(name=name).first()
+    if warehouse is not None and warehouse.account_id != account.pk:
+        raise PermissionDenied("This warehouse belongs to another account.")
+    if warehouse is None:
+        warehouse = Warehouse.objects.create(name=name, **fields)
+    else:
+        Warehouse.objects.filter(pk=warehouse.pk).update(**fields)
+        warehouse.refresh_from_db()
+    Warehouse.objects.forget_pick()
+    return warehouse
 
 
 def report_slot(

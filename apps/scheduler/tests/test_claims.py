@@ -120,7 +120,12 @@ class ClaimRuleTests(TestCase):
         placed = order(self.world.client, quantity=1)
         image = make_image(placed, self.world.warehouse, size=7_000_000_000)
         Task.objects.create(
-            order=placed, kind=TaskKind.WRITE, host="host-1", image=image, copy_number=1
+            order=placed,
+            kind=TaskKind.WRITE,
+            host="host-1",
+            image=image,
+            copy_number=1,
+            needed_bytes=image.size,
         )
         result = claim_task(
             worker=self.world.writer, slot_name="slot-1", card_capacity=4_000_000_000

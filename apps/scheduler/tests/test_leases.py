@@ -8,7 +8,7 @@ import time_machine
 from django.test import TestCase
 from django.utils import timezone
 
-from apps.orders.services import cancel_order
+from apps.orders.pipeline import cancel_order
 from apps.scheduler.models import Task, TaskEvent, TaskStatus
 from apps.scheduler.services.sweeper import sweep
 from apps.scheduler.testing import World, api, event, order

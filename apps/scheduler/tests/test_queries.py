@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.orders.models import Configuration, Order, OrderKind, OrderStatus
-from apps.orders.services import snapshot
+from apps.scheduler import testing
 from apps.scheduler.models import (
     Image,
     ImageState,
@@ -43,7 +43,7 @@ class QueryCountTestCase(TestCase):
                 Order(
                     owner=self.world.client,
                     configuration=self.config,
-                    config=snapshot(self.config),
+                    config=self.config.snapshot(),
                     card_size_gb=8,
                     content_bytes=self.config.total_size,
                     recipient_name="Ada School",
@@ -275,3 +275,38 @@ class ListQueryTests(QueryCountTestCase):
         ]
         for answer in self.assert_constant(lambda: grow(MANY - FEW), *requests):
             self.assertEqual(len(answer.json()["results"]), PAGE)
+
+
+class HotPathQueryTests(QueryCountTestCase):
+    """The requests every worker sends most, with the process warm: it has met the
+    worker and chosen a warehouse (bench/README.md, API)."""
+
+    def test_a_build_claim_costs_six_queries_and_a_renewal_three(self):
+        for _ in range(3):
+            testing.order(self.world.client, self.config)
+        client = api(self.world.creator_account)
+        body = {"worker": str(self.world.creator.pk), "free_disk": 10**11}
+
+        def claim():
+            response = client.post("/api/v1/tasks/claim/", body, format="json")
+            self.assertEqual(response.status_code, 200, response.content)
+            return response.json()["task"]
+
+        claim()
+        # The user, the candidates, the lease, its event, the order's move and
+        # the order's event.
+        with self.assertNumQueries(6):
+            task = claim()
+        self.assertEqual(task["work"]["upload_folder"], f"orders/{task['order']}")
+        self.assertEqual(
+            Order.objects.get(pk=task["order"]).status, OrderStatus.BUILDING
+        )
+        # The user, the task, the fenced update.
+        with self.assertNumQueries(3):
+            renewed = client.post(
+                f"/api/v1/tasks/{task['id']}/renew/",
+                {"lease_id": task["lease_id"], "percent": 10},
+                format="json",
+            )
+        self.assertEqual(renewed.status_code, 200, renewed.content)
+        self.assertEqual(Task.objects.get(pk=task["id"]).percent, 10)

@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
+from apps.orders import pipeline
 from apps.orders.models import OrderStatus
-from apps.orders.services import move_order
 from apps.scheduler.models import (
     ImageState,
     Slot,
@@ -20,7 +20,6 @@ from apps.scheduler.models import (
     TaskStatus,
     Worker,
 )
-from apps.scheduler.services import flow
 from apps.scheduler.services.claims import claim_task
 from apps.scheduler.services.leases import renew
 from apps.scheduler.services.sweeper import sweep
@@ -80,18 +79,13 @@ class SweeperTests(TestCase):
         order(self.world.client)
         task = claim_task(worker=self.world.creator).task
         start = timezone.now()
-        renew(
-            task=task,
-            lease_id=task.lease_id,
-            worker=self.world.creator,
-            phase="building",
-        )
+        renew(task=task, lease_id=task.lease_id, phase="building")
         for minutes in range(1, 10):
             with time_machine.travel(start + timedelta(minutes=minutes), tick=False):
-                renew(task=task, lease_id=task.lease_id, worker=self.world.creator)
+                renew(task=task, lease_id=task.lease_id)
                 self.assertEqual(sweep().timed_out, 0)
         with time_machine.travel(start + timedelta(minutes=10, seconds=1), tick=False):
-            renew(task=task, lease_id=task.lease_id, worker=self.world.creator)
+            renew(task=task, lease_id=task.lease_id)
             report = sweep()
         self.assertEqual(report.timed_out, 1)
         task.refresh_from_db()
@@ -101,9 +95,7 @@ class SweeperTests(TestCase):
     def test_a_canceled_task_whose_worker_vanished_ends_canceled(self):
         placed = order(self.world.client)
         claim_task(worker=self.world.creator)
-        from apps.orders.services import cancel_order
-
-        cancel_order(order=placed, actor=self.world.client)
+        pipeline.cancel_order(order=placed, actor=self.world.client)
         with later(121):
             report = sweep()
         self.assertEqual(report.canceled, 1)
@@ -130,8 +122,8 @@ class SweeperTests(TestCase):
     def test_orders_expire_after_retention_and_their_images_become_deletable(self):
         placed = order(self.world.client, kind="download", quantity=1)
         image = make_image(placed, self.world.warehouse)
-        move_order(placed, OrderStatus.BUILDING)
-        move_order(placed, OrderStatus.BUILT, image=image)
+        placed.move_to(OrderStatus.BUILDING)
+        placed.move_to(OrderStatus.BUILT, image=image)
         placed.refresh_from_db()
         with time_machine.travel(placed.expires_at - timedelta(seconds=1), tick=False):
             self.assertEqual(sweep().expired, 0)
@@ -159,7 +151,7 @@ class SweeperTests(TestCase):
         writes = Task.objects.filter(order=placed, kind=TaskKind.WRITE)
         self.assertEqual(writes.count(), 2)
         self.assertEqual(sweep().repaired, 0)  # nothing left to repair
-        flow.on_write_claimed(writes[0])
+        pipeline.on_write_claimed(writes[0])
         writes.update(status=TaskStatus.SUCCEEDED)
         self.assertEqual(sweep().repaired, 1)
         placed.refresh_from_db()

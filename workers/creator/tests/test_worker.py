@@ -159,7 +159,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys):
 def test_a_cancel_during_the_build_stops_it_and_leaves_no_files(
     live_server, tmp_path, base_image, zim_files, http_server, ftp_server, world
 ):
-    from apps.orders.services import cancel_order
+    from apps.orders.pipeline import cancel_order
     from apps.scheduler.models import Image, Task
 
     http_server[1].delay = 0.2  # slow downloads: the cancel lands mid-build

@@ -174,8 +174,8 @@ def verified_image(world, order, files: ImageFiles, *, ftp_url: str = "", **wron
     task the API then makes. ``wrong`` overrides declared fields (a bad sha256)."""
     from django.utils import timezone
 
+    from apps.orders.pipeline import on_image_verified
     from apps.scheduler.models import Image, ImageState, Task, TaskKind, TaskStatus
-    from apps.scheduler.services.flow import on_image_verified
 
     if ftp_url:
         world.warehouse.ftp_url = ftp_url
@@ -211,8 +211,8 @@ def downloaded_to(order, host: str, image_dir: Path, files: ImageFiles) -> list:
     folder and the write tasks the API makes. Returns the write tasks."""
     from django.utils import timezone
 
+    from apps.orders.pipeline import create_write_tasks
     from apps.scheduler.models import Task, TaskKind, TaskStatus
-    from apps.scheduler.services.flow import create_write_tasks
 
     folder = image_dir / str(order.pk)
     publish(image_dir, order.pk, files)

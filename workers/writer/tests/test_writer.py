@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from apps.accounts.testing import PASSWORD
-from apps.orders.services import cancel_order
+from apps.orders.pipeline import cancel_order
 from apps.scheduler.models import Slot, Task, TaskEvent, TaskStatus
 from apps.scheduler.testing import World
 from apps.scheduler.testing import order as place_order

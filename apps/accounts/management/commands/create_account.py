@@ -8,6 +8,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.accounts.api.serializers import token_pair
 from apps.accounts.models import Role
 
 
@@ -95,8 +96,6 @@ class Command(BaseCommand):
         if options["show_password"]:
             self.stdout.write(f"Password: {password}")
         if options["tokens"]:
-            from apps.accounts.api.serializers import token_pair
-
             pair = token_pair(user)
             self.stdout.write(
                 json.dumps({"access": pair["access"], "refresh": pair["refresh"]})
