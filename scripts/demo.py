@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from workers.common.api import ApiClient, ApiError  # noqa: E402
+from workers.common.hashing import sha256_file  # noqa: E402
 from workers.creator import demo as inputs  # noqa: E402
 from workers.writer.flash import FlashError, verify  # noqa: E402
 from workers.writer.loopdev import (  # noqa: E402
@@ -257,7 +258,7 @@ def catalog_entries(zims: list[Path], base_url: str) -> list[dict]:
             "title": zim.stem,
             "url": f"{base_url}/{zim.name}",
             "size": zim.stat().st_size,
-            "sha256": inputs.sha256_file(zim),
+            "sha256": sha256_file(zim),
         }
         for zim in zims
     ]

@@ -8,7 +8,6 @@ using the tools the creator needs anyway (sfdisk, mtools, mke2fs).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import shutil
@@ -147,11 +146,3 @@ def make_zim(folder: Path, name: str, *, payload_bytes: int, seed: int) -> Path:
     finally:
         shutil.rmtree(html, ignore_errors=True)
     return zim
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -341,41 +340,6 @@ def _copy_range(src_fd: int, dest_fd: int, offset: int, count: int) -> int:
         raise BuildError(f"unexpected end of the base image at byte {offset}")
     os.pwrite(dest_fd, data, offset)
     return len(data)
-
-
-def sha256_file(path: Path, progress: Progress | None = None) -> str:
-    """sha256 hex digest of a file, fast on sparse files (holes are not read)."""
-    digest = hashlib.sha256()
-    zeros = memoryview(bytes(CHUNK))
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with Path(path).open("rb", buffering=0) as stream:
-        fd = stream.fileno()
-        size = os.fstat(fd).st_size
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        position = 0
-
-        def hash_zeros(count: int) -> None:
-            while count:
-                step = min(count, CHUNK)
-                digest.update(zeros[:step])
-                count -= step
-
-        for start, end in data_extents(fd, size):
-            hash_zeros(start - position)
-            position = start
-            while position < end:
-                count = os.preadv(fd, [view[: min(CHUNK, end - position)]], position)
-                if count == 0:
-                    raise OSError(f"{path} shrank while being hashed")
-                digest.update(view[:count])
-                position += count
-                if progress and size:
-                    progress("hashing", position * 100.0 / size)
-        hash_zeros(size - position)
-    if progress:
-        progress("hashing", 100.0)
-    return digest.hexdigest()
 
 
 # -- steps --------------------------------------------------------------------------
@@ -724,6 +688,5 @@ __all__ = [
     "build_image",
     "read_partition_table",
     "render_config",
-    "sha256_file",
     "sparse_copy",
 ]

@@ -8,7 +8,6 @@ removes its files.
 """
 
 import argparse
-import hashlib
 import logging
 import re
 import shutil
@@ -19,6 +18,7 @@ import requests
 from workers.common.api import ApiError, LeaseLost
 from workers.common.bmap import create_bmap
 from workers.common.ftp import FtpError, TransferCanceled, upload
+from workers.common.hashing import sha256_file
 from workers.common.lease import Lease, Stop
 from workers.common.progress import PhaseBar
 from workers.common.worker import (
@@ -30,7 +30,7 @@ from workers.common.worker import (
 )
 from workers.creator.base import prepare_base_image
 from workers.creator.content import Canceled, ContentCache, ContentError
-from workers.creator.image import BuildError, build_image, sha256_file
+from workers.creator.image import BuildError, build_image
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +236,11 @@ class Creator(Worker):
         bmap_path = folder / "image.bmap"
         bmap = create_bmap(image, bmap_path)
         lease.progress("hashing", 0)
-        sha256 = sha256_file(image, progress=report("hashing"))
-        bmap_sha256 = hashlib.sha256(bmap_path.read_bytes()).hexdigest()
+        hashing = report("hashing")
+        sha256 = sha256_file(
+            image, progress=lambda done, size: hashing(None, 100.0 * done / size)
+        )
+        bmap_sha256 = sha256_file(bmap_path)
         self.api.post(
             f"api/v1/tasks/{task['id']}/image/",
             {

@@ -12,7 +12,6 @@ or a copy still to do) and deletes the other order folders.
 """
 
 import argparse
-import hashlib
 import logging
 import re
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from workers.common.api import ApiError, LeaseLost
 from workers.common.ftp import FtpError, TransferCanceled, download
+from workers.common.hashing import sha256_file
 from workers.common.lease import Lease, Stop
 from workers.common.progress import PhaseBar
 from workers.common.worker import (
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 ORDER_FOLDER = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
-CHUNK = 4 * 1024 * 1024
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,21 +58,6 @@ def parser() -> argparse.ArgumentParser:
         "(DOWNLOADER_RESERVE, default 1G)",
     )
     return parser
-
-
-def sha256_file(path: Path, progress=None) -> str:
-    digest = hashlib.sha256()
-    total = path.stat().st_size or 1
-    done = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as handle:
-        while got := handle.readinto(buf):
-            digest.update(view[:got])
-            done += got
-            if progress:
-                progress(100.0 * done / total)
-    return digest.hexdigest()
 
 
 class Refused(Exception):
@@ -232,9 +216,9 @@ class Downloader(Worker):
         for remote, name, size, sha in files:
             local = folder / name
 
-            def hashing(percent, hashed=hashed, size=size):
+            def hashing(done, _size, hashed=hashed):
                 lease.check()
-                show("verifying", 100.0 * (hashed + size * percent / 100) / total)
+                show("verifying", 100.0 * (hashed + done) / total)
 
             got_size = local.stat().st_size
             digest = sha256_file(local, hashing)

@@ -15,7 +15,6 @@ not the copy: the API puts the copy back in the queue for the next card.
 """
 
 import argparse
-import hashlib
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 from workers.common.api import ApiError, LeaseLost
+from workers.common.hashing import sha256_file
 from workers.common.lease import Lease, Stop
 from workers.common.progress import PhaseBar
 from workers.common.worker import UsageError, Worker, add_common_options, env_default
@@ -434,7 +434,7 @@ class Slot:
         if bmap_path is None:
             return
         try:
-            digest = hashlib.sha256(bmap_path.read_bytes()).hexdigest()
+            digest = sha256_file(bmap_path)
         except FileNotFoundError:
             raise engine.InvalidInput(f"{bmap_path} is missing: {hint}") from None
         if image.get("bmap_sha256") and digest != image["bmap_sha256"]:

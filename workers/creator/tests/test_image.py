@@ -18,7 +18,6 @@ from workers.creator.image import (
     BuildCanceled,
     BuildError,
     build_image,
-    sha256_file,
 )
 from workers.creator.tests.conftest import (
     allocated,
@@ -443,23 +442,6 @@ def test_bad_requests_are_refused_before_any_file_is_written(
 
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "work").exists()
-
-
-def test_sha256_file_equals_a_plain_hash_of_a_sparse_file(tmp_path):
-    path = sparse_file(tmp_path / "sparse", 64 * MIB + 123)
-    with path.open("r+b") as stream:
-        for offset in (0, 5 * MIB + 7, 40 * MIB, 64 * MIB + 100):
-            stream.seek(offset)
-            stream.write(os.urandom(3000))
-    reports = []
-
-    digest = sha256_file(path, progress=lambda *a: reports.append(a))
-
-    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert reports[-1] == ("hashing", 100.0)
-    assert (
-        sha256_file(sparse_file(tmp_path / "empty", 0)) == hashlib.sha256().hexdigest()
-    )
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="already not root: every test here is")
