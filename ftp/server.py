@@ -526,7 +526,7 @@ class WarehouseMixin:
         """Whether fewer bytes than declared arrived: then the .part is kept for
         a resume instead of being taken for the whole file."""
         declared = upload.declared
-        if declared is None and self.session and self.session.role == "creator":
+        if declared is None and self.session and self.session.role == policy.CREATOR:
             try:
                 declared = self._declared_size(upload.where)
             except _Refused:

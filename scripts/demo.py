@@ -42,6 +42,12 @@ if str(ROOT) not in sys.path:
 
 from workers.common.api import ApiClient, ApiError  # noqa: E402
 from workers.common.hashing import sha256_file  # noqa: E402
+from workers.common.names import (  # noqa: E402
+    OrderStatus,
+    Role,
+    TaskKind,
+    TaskStatus,
+)
 from workers.creator import demo as inputs  # noqa: E402
 from workers.writer.flash import FlashError, verify  # noqa: E402
 from workers.writer.loopdev import (  # noqa: E402
@@ -55,11 +61,11 @@ MIB = 1024 * 1024
 CARD_BYTES = 8 * 10**9  # a nominal 8 GB card
 HOST = "demo-host"
 ACCOUNTS = {
-    "demo": "client",
-    "demo-manager": "manager",
-    "demo-creator": "creator",
-    "demo-warehouse": "warehouse",
-    "demo-host": "writer",
+    "demo": Role.CLIENT,
+    "demo-manager": Role.MANAGER,
+    "demo-creator": Role.CREATOR,
+    "demo-warehouse": Role.WAREHOUSE,
+    "demo-host": Role.WRITER,
 }
 
 
@@ -566,7 +572,7 @@ class Progress:
                 self.seen[task["id"]] = (*state, now)
                 phase = f" {task['phase']}" if task["phase"] else ""
                 say(f"{label}: {task['status']}{phase}")
-            elif task["status"] == "running" and now - last[2] >= 10:
+            elif task["status"] == TaskStatus.RUNNING and now - last[2] >= 10:
                 self.seen[task["id"]] = (*state, now)
                 print(
                     f"    {label}: {task['phase']} {task['percent']:.0f}%", flush=True
@@ -678,7 +684,7 @@ def chain_once(
 
     def writes_exist():
         tasks = progress.show()
-        return len([t for t in tasks if t["kind"] == "write"]) == 2
+        return len([t for t in tasks if t["kind"] == TaskKind.WRITE]) == 2
 
     wait_for(writes_exist, "the write tasks", timeout=1800, interval=1, alive=alive)
     phase_done("build, upload, download")
@@ -690,9 +696,9 @@ def chain_once(
     def shipped():
         progress.show()
         status = chain.order(order_id)["status"]
-        if status in {"failed", "canceled"}:
+        if status in {OrderStatus.FAILED, OrderStatus.CANCELED}:
             raise DemoError(f"order {order_id[:8]} {status}; see the logs")
-        return status == "pending_shipment"
+        return status == OrderStatus.PENDING_SHIPMENT
 
     wait_for(shipped, "both copies", timeout=1800, interval=1, alive=alive)
     phase_done("write and verify")
@@ -703,12 +709,13 @@ def chain_once(
 
 def report(chain: Chain, order_id: str, phases: list[tuple[str, float]]) -> str:
     tasks = chain.tasks(order_id)
-    build = next((t for t in tasks if t["kind"] == "create"), {})
-    fetch = next((t for t in tasks if t["kind"] == "download"), {})
+    build = next((t for t in tasks if t["kind"] == TaskKind.CREATE), {})
+    fetch = next((t for t in tasks if t["kind"] == TaskKind.DOWNLOAD), {})
     bmap = chain.demo / "warehouse" / "orders" / order_id / "image.bmap"
     rows = []
     for task in sorted(
-        (t for t in tasks if t["kind"] == "write"), key=lambda t: t["copy_number"]
+        (t for t in tasks if t["kind"] == TaskKind.WRITE),
+        key=lambda t: t["copy_number"],
     ):
         result = task.get("result") or {}
         slot = result.get("slot", "?")

@@ -20,6 +20,7 @@ from workers.common.bmap import create_bmap
 from workers.common.ftp import FtpError, TransferCanceled, upload
 from workers.common.hashing import sha256_file
 from workers.common.lease import Lease, Stop
+from workers.common.names import WorkerKind
 from workers.common.progress import PhaseBar
 from workers.common.worker import (
     UsageError,
@@ -111,7 +112,7 @@ def checksums(entry: dict) -> dict:
 
 
 class Creator(Worker):
-    kind = "creator"
+    kind = WorkerKind.CREATOR
 
     def __init__(self, options, api=None):
         super().__init__(options, api)

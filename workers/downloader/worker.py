@@ -22,6 +22,7 @@ from workers.common.api import ApiError, LeaseLost
 from workers.common.ftp import FtpError, TransferCanceled, download
 from workers.common.hashing import sha256_file
 from workers.common.lease import Lease, Stop
+from workers.common.names import WorkerKind
 from workers.common.progress import PhaseBar
 from workers.common.worker import (
     UsageError,
@@ -65,7 +66,7 @@ class Refused(Exception):
 
 
 class Downloader(Worker):
-    kind = "downloader"
+    kind = WorkerKind.DOWNLOADER
 
     @property
     def lease_interval(self) -> float:

@@ -24,6 +24,7 @@ from pathlib import Path
 from workers.common.api import ApiError, LeaseLost
 from workers.common.hashing import sha256_file
 from workers.common.lease import Lease, Stop
+from workers.common.names import CardFailure, Event, SlotState, WorkerKind
 from workers.common.progress import PhaseBar
 from workers.common.worker import UsageError, Worker, add_common_options, env_default
 from workers.writer import flash as engine
@@ -72,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 class Writer(Worker):
-    kind = "writer"
+    kind = WorkerKind.WRITER
 
     @property
     def lease_interval(self) -> float:
@@ -183,7 +184,7 @@ class Writer(Worker):
             if self.monitor is not None:
                 self.monitor.stop()
             for slot in self.slots.values():
-                slot.report("offline", message="The writer is stopped.")
+                slot.report(SlotState.OFFLINE, message="The writer is stopped.")
         return 0
 
     def wake(self, name: str, action: str) -> None:
@@ -235,11 +236,11 @@ class Slot:
         """Look at the slot once and do what its state asks for."""
         card = card_in(self.spec)
         if card is None:
-            if self.spent is not None or self.state != "empty":
+            if self.spent is not None or self.state != SlotState.EMPTY:
                 self.spent = None
                 self.card = None
                 log.info("slot %s: empty; insert a card", self.name)
-                self.report("empty", message="Insert a card.")
+                self.report(SlotState.EMPTY, message="Insert a card.")
             return
         if self.spent is not None:
             if card == self.spent:
@@ -256,7 +257,7 @@ class Slot:
         try:
             engine.check_target(self.path)
         except engine.FlashError as exc:
-            self.finish("failed", f"{exc}. Remove the card.", card)
+            self.finish(SlotState.FAILED, f"{exc}. Remove the card.", card)
             return
         if self.is_file and not self.file_card_usable(card):
             return
@@ -284,7 +285,7 @@ class Slot:
         claimed for it: the engine's refusal would count against the image."""
         if card.capacity % engine.FILE_SECTOR:
             self.finish(
-                "failed",
+                SlotState.FAILED,
                 f"The card file {card.device} has {card.capacity} bytes, not a "
                 f"multiple of {engine.FILE_SECTOR}: remove it and insert one "
                 f"made with truncate -s 8G.",
@@ -293,7 +294,7 @@ class Slot:
             return False
         if not os.access(card.device, os.R_OK | os.W_OK):
             self.finish(
-                "failed",
+                SlotState.FAILED,
                 f"The writer may not read and write the card file {card.device}: "
                 "remove it and insert one it owns.",
                 card,
@@ -307,16 +308,16 @@ class Slot:
         smallest = self.smallest_local_image()
         if smallest is not None and card.capacity < smallest:
             self.finish(
-                "failed",
+                SlotState.FAILED,
                 f"Card too small: it holds {card.capacity} bytes, the images here "
                 f"need at least {smallest}. Remove it and insert a bigger card.",
                 card,
             )
             return
         message = f"Card ready ({gigabytes(card.capacity)}). {reason}".strip()
-        if (self.state, self.message) != ("card_present", message):
+        if (self.state, self.message) != (SlotState.CARD_PRESENT, message):
             log.info("slot %s: %s", self.name, message)
-            self.report("card_present", message=message)
+            self.report(SlotState.CARD_PRESENT, message=message)
 
     def smallest_local_image(self) -> int | None:
         sizes = [
@@ -337,20 +338,22 @@ class Slot:
         try:
             with lease, bar:
                 result = self.flash(task, image, card, lease, bar, copy)
-                lease.event("succeeded", result=result)
+                lease.event(Event.SUCCEEDED, result=result)
         except Stop as exc:
             self.stopped(lease, exc, card)
         except LeaseLost as exc:
-            self.finish("failed", f"{exc} Remove the card.", card)
+            self.finish(SlotState.FAILED, f"{exc} Remove the card.", card)
         except CardProblem as exc:
             self.card_failed(lease, exc.reason, str(exc), card)
         except (engine.InvalidInput, OSError) as exc:
             # The image on this host is unusable: no card would do better.
             self.task_failed(lease, str(exc), card)
         except engine.FlashError as exc:
-            self.card_failed(lease, "write_error", str(exc), card)
+            self.card_failed(lease, CardFailure.WRITE_ERROR, str(exc), card)
         except ApiError as exc:
-            self.finish("failed", f"The API failed: {exc}. Remove the card.", card)
+            self.finish(
+                SlotState.FAILED, f"The API failed: {exc}. Remove the card.", card
+            )
         except Exception as exc:
             # A bug must not leave the task held until its lease expires, nor
             # let the slot claim the next copy for a card in an unknown state.
@@ -358,7 +361,7 @@ class Slot:
             self.task_failed(lease, f"the writer failed: {exc!r}", card)
         else:
             self.finish(
-                "done",
+                SlotState.DONE,
                 f"{copy.capitalize()} written and verified: remove the card "
                 "and insert the next one.",
                 card,
@@ -371,7 +374,7 @@ class Slot:
         self.check_image(image, image_path, bmap_path)
         if card.capacity < image["size"]:
             raise CardProblem(
-                "too_small",
+                CardFailure.TOO_SMALL,
                 f"the card holds {card.capacity} bytes but the image needs "
                 f"{image['size']}: use a bigger card",
             )
@@ -385,7 +388,7 @@ class Slot:
             now = time.monotonic()
             if phase != last["phase"] or now - last["at"] >= REPORT_EVERY:
                 last.update(at=now, phase=phase)
-                doing = "Writing" if phase == "writing" else "Verifying"
+                doing = "Writing" if phase == SlotState.WRITING else "Verifying"
                 self.report(
                     phase,
                     percent=percent,
@@ -402,11 +405,11 @@ class Slot:
                 progress=progress,
             )
         except engine.CardTooSmall as exc:
-            raise CardProblem("too_small", str(exc)) from None
+            raise CardProblem(CardFailure.TOO_SMALL, str(exc)) from None
         except engine.CardRemoved as exc:
-            raise CardProblem("removed", str(exc)) from None
+            raise CardProblem(CardFailure.REMOVED, str(exc)) from None
         except engine.VerifyMismatch as exc:
-            raise CardProblem("verify_mismatch", str(exc)) from None
+            raise CardProblem(CardFailure.VERIFY_MISMATCH, str(exc)) from None
         return {
             "slot": self.name,
             "card_capacity": card.capacity,
@@ -448,41 +451,43 @@ class Slot:
     def card_failed(self, lease: Lease, reason: str, message: str, card: Card) -> None:
         log.warning("slot %s: card failed (%s): %s", self.name, reason, message)
         try:
-            lease.event("card_failed", reason=reason, message=message[:500])
+            lease.event(Event.CARD_FAILED, reason=reason, message=message[:500])
         except ApiError as exc:
             log.warning("slot %s: could not report the card: %s", self.name, exc)
         what = {
-            "too_small": "The card is too small",
-            "write_error": "The card could not be written",
-            "verify_mismatch": "The card did not verify",
-            "removed": "The card was removed while it was written",
+            CardFailure.TOO_SMALL: "The card is too small",
+            CardFailure.WRITE_ERROR: "The card could not be written",
+            CardFailure.VERIFY_MISMATCH: "The card did not verify",
+            CardFailure.REMOVED: "The card was removed while it was written",
         }[reason]
-        self.finish("failed", f"{what}: remove it and insert another.", card)
+        self.finish(SlotState.FAILED, f"{what}: remove it and insert another.", card)
 
     def task_failed(self, lease: Lease, error: str, card: Card) -> None:
         log.error("slot %s: task %s failed: %s", self.name, lease.task_id, error)
         try:
-            lease.event("failed", error=error[:2000], retryable=True)
+            lease.event(Event.FAILED, error=error[:2000], retryable=True)
         except ApiError as exc:
             log.warning("slot %s: could not report the failure: %s", self.name, exc)
-        self.finish("failed", f"{error[:180]}. Remove the card.", card)
+        self.finish(SlotState.FAILED, f"{error[:180]}. Remove the card.", card)
 
     def stopped(self, lease: Lease, exc: Exception, card: Card) -> None:
         if lease.canceled.is_set():
             try:
-                lease.event("canceled")
+                lease.event(Event.CANCELED)
             except ApiError as error:
                 log.warning("could not acknowledge the cancel: %s", error)
             message = "The order was canceled: remove the card."
         else:
             message = f"{exc}. Remove the card."
-        self.finish("failed", message, card)
+        self.finish(SlotState.FAILED, message, card)
 
     def finish(self, state: str, message: str, card: Card) -> None:
         self.spent = card
-        level = logging.INFO if state == "done" else logging.WARNING
+        level = logging.INFO if state == SlotState.DONE else logging.WARNING
         log.log(level, "slot %s: %s", self.name, message)
-        self.report(state, percent=100 if state == "done" else 0, message=message)
+        self.report(
+            state, percent=100 if state == SlotState.DONE else 0, message=message
+        )
 
     def report(self, state: str, *, percent: float = 0, message: str = "") -> None:
         """Tell the API what the slot shows; a failed report is not worth a card."""
@@ -491,10 +496,12 @@ class Slot:
         body = {
             "state": state,
             "percent": round(max(0.0, min(100.0, percent)), 1),
-            "card_capacity": card.capacity if card and state != "empty" else None,
+            "card_capacity": card.capacity
+            if card and state != SlotState.EMPTY
+            else None,
             "message": message[:255],
         }
-        if card and card.serial and state != "empty":
+        if card and card.serial and state != SlotState.EMPTY:
             # The API refuses a blank serial; leaving it out clears it.
             body["card_serial"] = card.serial
         try:
