@@ -1,12 +1,21 @@
 """Progress of long work for people: a bar per phase in a terminal, a log line per
-step of 10% otherwise (services, CI logs)."""
+step of 10% otherwise (services, CI logs). And how long work is told to stop:
+a ``cancel()`` callable it asks between steps, and ``Canceled`` when it did."""
 
 import logging
 import sys
+from collections.abc import Callable
 
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
+
+#: cancel() returns True when the caller wants the work stopped
+Cancel = Callable[[], bool]
+
+
+class Canceled(Exception):
+    """cancel() returned True: the work stopped half-way, on purpose."""
 
 
 class PhaseBar:

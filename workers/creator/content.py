@@ -30,10 +30,10 @@ from pathlib import Path
 
 import requests
 
+from workers.common.progress import Cancel, Canceled
+
 #: progress(phase, percent or None when the total is unknown)
 Progress = Callable[[str, float | None], None]
-#: cancel() returns True when the caller wants the work stopped
-Cancel = Callable[[], bool]
 
 CHUNK = 1024 * 1024
 READ_SIZE = 64 * 1024
@@ -43,10 +43,6 @@ TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
 
 class ContentError(Exception):
     """A download or local file could not be used; the message names the URL."""
-
-
-class Canceled(Exception):
-    """The caller's cancel() returned True."""
 
 
 class _Interrupted(Exception):

@@ -15,11 +15,17 @@ from pathlib import Path
 
 import requests
 
-from workers.common.api import ApiError, LeaseLost
+from workers.common.api import ApiError
 from workers.common.bmap import create_bmap
-from workers.common.ftp import FtpError, TransferCanceled, upload
+from workers.common.ftp import FtpError, upload
 from workers.common.hashing import sha256_file
-from workers.common.lease import Lease, Stop
+from workers.common.lease import (
+    SUCCEEDED,
+    Failure,
+    Lease,
+    failed,
+    run_under_lease,
+)
 from workers.common.names import WorkerKind
 from workers.common.progress import PhaseBar
 from workers.common.worker import (
@@ -30,7 +36,7 @@ from workers.common.worker import (
     parse_size,
 )
 from workers.creator.base import prepare_base_image
-from workers.creator.content import Canceled, ContentCache, ContentError
+from workers.creator.content import ContentCache, ContentError
 from workers.creator.image import BuildError, build_image
 
 log = logging.getLogger(__name__)
@@ -111,6 +117,16 @@ def checksums(entry: dict) -> dict:
     return {kind: digest}
 
 
+def judge(exc: Exception) -> Failure | None:
+    """How a failed build is reported."""
+    if isinstance(exc, ContentError):
+        # A missing file or a wrong checksum will not heal by retrying.
+        return failed(str(exc), retryable=False)
+    if isinstance(exc, BuildError | FtpError | OSError | ApiError):
+        return failed(str(exc))
+    return None
+
+
 class Creator(Worker):
     kind = WorkerKind.CREATOR
 
@@ -130,42 +146,22 @@ class Creator(Worker):
         return {**super().claim_body(), **self.capabilities()}
 
     def execute(self, task: dict) -> None:
-        lease = Lease(self.api, task, interval=self.options.renew)
         folder = self.options.work_dir / task["order"]
         bar = PhaseBar(f"order {task['order'][:8]}", mode=self.options.progress)
         try:
-            with lease, bar:
-                result = self.build_and_upload(task, lease, folder, bar)
-                lease.event("succeeded", result=result)
-                log.info("order %s built and uploaded", task["order"])
-        except (Stop, Canceled, TransferCanceled) as exc:
-            self.stopped(lease, exc)
-        except LeaseLost as exc:
-            log.warning("task %s: %s", task["id"], exc)
-        except ContentError as exc:
-            # A missing file or a wrong checksum will not heal by retrying.
-            self.report_failure(lease, str(exc), retryable=False)
-        except (BuildError, FtpError, OSError, ApiError) as exc:
-            self.report_failure(lease, str(exc), retryable=True)
+            outcome = run_under_lease(
+                self.api,
+                task,
+                lambda lease: self.build_and_upload(task, lease, folder, bar),
+                interval=self.options.renew,
+                judge=judge,
+                bar=bar,
+            )
         finally:
+            # Whatever happened, the build's files are of no more use here.
             shutil.rmtree(folder, ignore_errors=True)
-
-    def stopped(self, lease: Lease, exc: Exception) -> None:
-        if lease.canceled.is_set():
-            log.info("task %s canceled; files removed", lease.task_id)
-            try:
-                lease.event("canceled")
-            except ApiError as error:
-                log.warning("could not acknowledge the cancel: %s", error)
-        else:
-            log.warning("task %s stopped: %s", lease.task_id, exc)
-
-    def report_failure(self, lease: Lease, error: str, retryable: bool) -> None:
-        log.error("task %s failed: %s", lease.task_id, error)
-        try:
-            lease.event("failed", error=error[:2000], retryable=retryable)
-        except ApiError as exc:
-            log.warning("could not report the failure: %s", exc)
+        if outcome.state == SUCCEEDED:
+            log.info("order %s built and uploaded", task["order"])
 
     def build_and_upload(self, task, lease: Lease, folder: Path, bar) -> dict:
         work = task["work"]

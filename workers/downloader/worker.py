@@ -18,10 +18,17 @@ import shutil
 import time
 from pathlib import Path
 
-from workers.common.api import ApiError, LeaseLost
-from workers.common.ftp import FtpError, TransferCanceled, download
+from workers.common.api import ApiError
+from workers.common.ftp import FtpError, download
 from workers.common.hashing import sha256_file
-from workers.common.lease import Lease, Stop
+from workers.common.lease import (
+    CANCELED,
+    SUCCEEDED,
+    Failure,
+    Lease,
+    failed,
+    run_under_lease,
+)
 from workers.common.names import WorkerKind
 from workers.common.progress import PhaseBar
 from workers.common.worker import (
@@ -63,6 +70,14 @@ def parser() -> argparse.ArgumentParser:
 
 class Refused(Exception):
     """The downloaded file is not the one the creator declared."""
+
+
+def judge(exc: Exception) -> Failure | None:
+    """How a failed download is reported. A refused file was deleted; after
+    other failures the .part files stay: the next attempt resumes them."""
+    if isinstance(exc, Refused | FtpError | OSError | ApiError):
+        return failed(str(exc))
+    return None
 
 
 class Downloader(Worker):
@@ -124,38 +139,21 @@ class Downloader(Worker):
         return deleted
 
     def execute(self, task: dict) -> None:
-        lease = Lease(self.api, task, interval=self.lease_interval)
         folder = self.options.image_dir / task["order"]
         bar = PhaseBar(f"order {task['order'][:8]}", mode=self.options.progress)
-        try:
-            with lease, bar:
-                result = self.fetch(task, lease, folder, bar)
-                lease.event("succeeded", result=result)
+        outcome = run_under_lease(
+            self.api,
+            task,
+            lambda lease: self.fetch(task, lease, folder, bar),
+            interval=self.lease_interval,
+            judge=judge,
+            bar=bar,
+        )
+        if outcome.state == SUCCEEDED:
             log.info("order %s: image downloaded and verified", task["order"])
-        except (Stop, TransferCanceled) as exc:
-            if lease.canceled.is_set():
-                shutil.rmtree(folder, ignore_errors=True)
-                log.info("task %s canceled; files removed", task["id"])
-                self.report(lease, "canceled")
-            else:
-                log.warning("task %s stopped: %s", task["id"], exc)
-        except LeaseLost as exc:
-            log.warning("task %s: %s", task["id"], exc)
-        except Refused as exc:
-            self.failed(lease, str(exc))
-        except (FtpError, OSError, ApiError) as exc:
-            # The .part files stay: the next attempt resumes them.
-            self.failed(lease, str(exc))
-
-    def failed(self, lease: Lease, error: str) -> None:
-        log.error("task %s failed: %s", lease.task_id, error)
-        self.report(lease, "failed", error=error[:2000], retryable=True)
-
-    def report(self, lease: Lease, type: str, **data) -> None:
-        try:
-            lease.event(type, **data)
-        except ApiError as exc:
-            log.warning("could not report %s: %s", type, exc)
+        elif outcome.state == CANCELED:
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("task %s: files removed", task["id"])
 
     def image_of(self, task: dict) -> tuple[dict, str]:
         work = task.get("work") or {}

@@ -21,9 +21,17 @@ import threading
 import time
 from pathlib import Path
 
-from workers.common.api import ApiError, LeaseLost
+from workers.common.api import ApiError
 from workers.common.hashing import sha256_file
-from workers.common.lease import Lease, Stop
+from workers.common.lease import (
+    CANCELED,
+    STOPPED,
+    SUCCEEDED,
+    Failure,
+    Lease,
+    failed,
+    run_under_lease,
+)
 from workers.common.names import CardFailure, Event, SlotState, WorkerKind
 from workers.common.progress import PhaseBar
 from workers.common.worker import UsageError, Worker, add_common_options, env_default
@@ -332,40 +340,55 @@ class Slot:
     def write(self, task: dict, card: Card) -> None:
         image = task["work"]["image"]
         copy = f"copy {task.get('copy_number') or '?'} of order {task['order'][:8]}"
-        lease = Lease(self.api, task, interval=self.writer.lease_interval)
         bar = PhaseBar(f"{self.name}", mode=self.writer.options.progress)
         log.info("slot %s: writing %s", self.name, copy)
-        try:
-            with lease, bar:
-                result = self.flash(task, image, card, lease, bar, copy)
-                lease.event(Event.SUCCEEDED, result=result)
-        except Stop as exc:
-            self.stopped(lease, exc, card)
-        except LeaseLost as exc:
-            self.finish(SlotState.FAILED, f"{exc} Remove the card.", card)
-        except CardProblem as exc:
-            self.card_failed(lease, exc.reason, str(exc), card)
-        except (engine.InvalidInput, OSError) as exc:
-            # The image on this host is unusable: no card would do better.
-            self.task_failed(lease, str(exc), card)
-        except engine.FlashError as exc:
-            self.card_failed(lease, CardFailure.WRITE_ERROR, str(exc), card)
-        except ApiError as exc:
-            self.finish(
-                SlotState.FAILED, f"The API failed: {exc}. Remove the card.", card
-            )
-        except Exception as exc:
-            # A bug must not leave the task held until its lease expires, nor
-            # let the slot claim the next copy for a card in an unknown state.
-            log.exception("slot %s: writing failed unexpectedly", self.name)
-            self.task_failed(lease, f"the writer failed: {exc!r}", card)
-        else:
+        outcome = run_under_lease(
+            self.api,
+            task,
+            lambda lease: self.flash(task, image, card, lease, bar, copy),
+            interval=self.writer.lease_interval,
+            judge=self.judge,
+            bar=bar,
+        )
+        if outcome.state == SUCCEEDED:
             self.finish(
                 SlotState.DONE,
                 f"{copy.capitalize()} written and verified: remove the card "
                 "and insert the next one.",
                 card,
             )
+        elif outcome.state == CANCELED:
+            self.finish(
+                SlotState.FAILED, "The order was canceled: remove the card.", card
+            )
+        elif outcome.state == STOPPED:
+            why = str(outcome.error).rstrip(".")
+            self.finish(SlotState.FAILED, f"{why}. Remove the card.", card)
+        elif outcome.failure.type == Event.CARD_FAILED:
+            what = CARD_FAILURES[outcome.failure.data["reason"]]
+            self.finish(
+                SlotState.FAILED, f"{what}: remove it and insert another.", card
+            )
+        else:
+            why = outcome.failure.message[:180]
+            self.finish(SlotState.FAILED, f"{why}. Remove the card.", card)
+
+    def judge(self, exc: Exception) -> Failure:
+        """How a copy that failed is reported: a card problem fails the card
+        only, an unusable image the task."""
+        if isinstance(exc, CardProblem):
+            return card_failure(exc.reason, str(exc))
+        if isinstance(exc, engine.InvalidInput | OSError):
+            # The image on this host is unusable: no card would do better.
+            return failed(str(exc))
+        if isinstance(exc, engine.FlashError):
+            return card_failure(CardFailure.WRITE_ERROR, str(exc))
+        if isinstance(exc, ApiError):
+            return Failure(f"The API failed: {exc}", report=False)
+        # A bug must not leave the task held until its lease expires, nor let
+        # the slot claim the next copy for a card in an unknown state.
+        log.exception("slot %s: writing failed unexpectedly", self.name)
+        return failed(f"the writer failed: {exc!r}")
 
     def flash(self, task, image, card: Card, lease: Lease, bar, copy: str) -> dict:
         folder = self.writer.options.image_dir / task["order"]
@@ -448,39 +471,6 @@ class Slot:
 
     # -- outcomes ----------------------------------------------------------------
 
-    def card_failed(self, lease: Lease, reason: str, message: str, card: Card) -> None:
-        log.warning("slot %s: card failed (%s): %s", self.name, reason, message)
-        try:
-            lease.event(Event.CARD_FAILED, reason=reason, message=message[:500])
-        except ApiError as exc:
-            log.warning("slot %s: could not report the card: %s", self.name, exc)
-        what = {
-            CardFailure.TOO_SMALL: "The card is too small",
-            CardFailure.WRITE_ERROR: "The card could not be written",
-            CardFailure.VERIFY_MISMATCH: "The card did not verify",
-            CardFailure.REMOVED: "The card was removed while it was written",
-        }[reason]
-        self.finish(SlotState.FAILED, f"{what}: remove it and insert another.", card)
-
-    def task_failed(self, lease: Lease, error: str, card: Card) -> None:
-        log.error("slot %s: task %s failed: %s", self.name, lease.task_id, error)
-        try:
-            lease.event(Event.FAILED, error=error[:2000], retryable=True)
-        except ApiError as exc:
-            log.warning("slot %s: could not report the failure: %s", self.name, exc)
-        self.finish(SlotState.FAILED, f"{error[:180]}. Remove the card.", card)
-
-    def stopped(self, lease: Lease, exc: Exception, card: Card) -> None:
-        if lease.canceled.is_set():
-            try:
-                lease.event(Event.CANCELED)
-            except ApiError as error:
-                log.warning("could not acknowledge the cancel: %s", error)
-            message = "The order was canceled: remove the card."
-        else:
-            message = f"{exc}. Remove the card."
-        self.finish(SlotState.FAILED, message, card)
-
     def finish(self, state: str, message: str, card: Card) -> None:
         self.spent = card
         level = logging.INFO if state == SlotState.DONE else logging.WARNING
@@ -524,6 +514,24 @@ def shown(spec: str, limit: int = DEVICE_PATH_CHARS) -> str:
 def gigabytes(size: int) -> str:
     """Cards are sold in decimal gigabytes: say it the way the label does."""
     return f"{size / 10**9:.1f} GB"
+
+
+#: what the slot tells the operator about a card that failed
+CARD_FAILURES = {
+    CardFailure.TOO_SMALL: "The card is too small",
+    CardFailure.WRITE_ERROR: "The card could not be written",
+    CardFailure.VERIFY_MISMATCH: "The card did not verify",
+    CardFailure.REMOVED: "The card was removed while it was written",
+}
+
+
+def card_failure(reason: str, message: str) -> Failure:
+    """A card that cannot take the copy: the copy waits for another card."""
+    return Failure(
+        message,
+        type=Event.CARD_FAILED,
+        data={"reason": reason, "message": message[:500]},
+    )
 
 
 class CardProblem(Exception):
