@@ -1,6 +1,7 @@
 """Build an SD-card image without root: no mount, no loop device.
 
-The base image is copied sparse, grown to the card's usable size, given a data
+The base image is copied sparse, grown to the size the API gives for the order
+(the usable bytes of its card, ``work["image_bytes"]``), given a data
 partition with sfdisk, and the data filesystem is made inside the image file by
 `mke2fs -d` at the partition's offset. The hotspot configuration goes onto the FAT
 boot partition with mtools.
@@ -24,7 +25,6 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from workers.common.bmap import data_extents
-from workers.creator.capacity import usable_bytes
 from workers.creator.content import Cancel, Canceled, Progress
 
 PHASES = ("copying base", "partitioning", "building filesystem", "writing config")
@@ -117,7 +117,7 @@ def build_image(
     *,
     base_image: Path,
     output: Path,
-    card_size_gb: int,
+    image_bytes: int,
     content_files: ContentFiles,
     hotspot_config: Mapping,
     work_dir: Path,
@@ -126,7 +126,7 @@ def build_image(
     boot_files: ContentFiles = (),
     config_name: str = CONFIG_NAME,
 ) -> BuiltImage:
-    """Build the card image at `output` and describe it.
+    """Build the card image of `image_bytes` bytes at `output` and describe it.
 
     content_files: (source file, path on the data partition) pairs; sources are
     hard-linked, not copied, into the staging tree mke2fs reads. boot_files:
@@ -134,10 +134,7 @@ def build_image(
     On cancel (BuildCanceled) or any error, the files this build made are removed.
     """
     base_image, output, work_dir = Path(base_image), Path(output), Path(work_dir)
-    try:
-        image_size = usable_bytes(card_size_gb)
-    except ValueError as exc:
-        raise BuildError(str(exc)) from None
+    image_size = _check_size(image_bytes)
     _check_tools()
     contents = _check_content(content_files)
     boots = _check_boot_files(boot_files)
@@ -147,13 +144,14 @@ def build_image(
     base_size = base_image.stat().st_size
     if base_size > image_size:
         raise BuildError(
-            f"base image {base_image} ({base_size} bytes) is bigger than a "
-            f"{card_size_gb} GB card can hold ({image_size} bytes): use a bigger card"
+            f"base image {base_image} ({base_size} bytes) is bigger than the "
+            f"image may be ({image_size} bytes, what the card holds): use a bigger "
+            "card"
         )
     base_table = read_partition_table(base_image)
     boot = _boot_partition(base_table, base_image)
     data_start = _data_partition_start(base_table, base_image)
-    _check_room(contents, image_size - data_start, card_size_gb)
+    _check_room(contents, image_size - data_start, image_size)
 
     report = _Reporter(progress)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +174,7 @@ def build_image(
         report("partitioning", None)
         table = _add_data_partition(part, base_table)
         data = table.get(3)
-        _check_room(contents, data.size, card_size_gb)
+        _check_room(contents, data.size, image_size)
         report("partitioning", 100)
 
         _check_cancel(cancel)
@@ -442,14 +440,29 @@ def _needed_bytes(contents: Sequence[tuple[Path, PurePosixPath]]) -> int:
     return files + JOURNAL_MIB * MIB
 
 
-def _check_room(contents, data_size: int, card_size_gb: int) -> None:
+def _check_size(image_bytes) -> int:
+    # The API gives the card's usable bytes; a partition table counts sectors.
+    if (
+        not isinstance(image_bytes, int)
+        or isinstance(image_bytes, bool)
+        or image_bytes <= 0
+        or image_bytes % 512
+    ):
+        raise BuildError(
+            f"the image size {image_bytes!r} is not a whole number of 512-byte "
+            "sectors: give the card's usable bytes, as the API does"
+        )
+    return image_bytes
+
+
+def _check_room(contents, data_size: int, image_size: int) -> None:
     needed = _needed_bytes(contents)
     room = int(data_size * 0.99)
     if needed > room:
         raise BuildError(
             f"the content needs about {needed / 1e9:.2f} GB but the data partition of "
-            f"a {card_size_gb} GB card holds {room / 1e9:.2f} GB: choose a bigger "
-            "card or less content"
+            f"a {image_size / 1e9:.2f} GB image holds {room / 1e9:.2f} GB: choose a "
+            "bigger card or less content"
         )
 
 

@@ -210,7 +210,7 @@ class Creator(Worker):
             build_image(
                 base_image=base,
                 output=image,
-                card_size_gb=work["card_size_gb"],
+                image_bytes=work["image_bytes"],
                 content_files=content,
                 hotspot_config={
                     "name": config["name"],

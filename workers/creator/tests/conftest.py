@@ -23,6 +23,10 @@ from workers.creator.demo import (  # noqa: F401
     run,
 )
 
+#: work["image_bytes"] the API gives for an 8 GB and a 16 GB card
+IMAGE_BYTES_8GB = 7_436_500_992
+IMAGE_BYTES_16GB = 14_877_196_288
+
 
 @pytest.fixture(scope="session")
 def base_image(tmp_path_factory) -> Path:

@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from workers.creator import image as image_module
-from workers.creator.capacity import usable_bytes
 from workers.creator.image import (
     PHASES,
     BuildCanceled,
@@ -20,6 +19,8 @@ from workers.creator.image import (
     build_image,
 )
 from workers.creator.tests.conftest import (
+    IMAGE_BYTES_8GB,
+    IMAGE_BYTES_16GB,
     allocated,
     make_base_image,
     png_48x48,
@@ -84,7 +85,7 @@ def built(tmp_path_factory, base_image, zim_files):
     result = build_image(
         base_image=base_image,
         output=folder / "out" / "order.img",
-        card_size_gb=8,
+        image_bytes=IMAGE_BYTES_8GB,
         content_files=content_of(zim_files),
         hotspot_config=CONFIG,
         work_dir=folder / "work",
@@ -97,8 +98,8 @@ def built(tmp_path_factory, base_image, zim_files):
 def test_the_image_has_the_usable_size_of_the_card(built):
     result, *_ = built
 
-    assert result.size == usable_bytes(8)
-    assert result.path.stat().st_size == usable_bytes(8)
+    assert result.size == IMAGE_BYTES_8GB
+    assert result.path.stat().st_size == IMAGE_BYTES_8GB
     assert result.path.name == "order.img"
 
 
@@ -239,7 +240,7 @@ def test_a_third_partition_of_the_base_is_grown_and_its_old_content_replaced(
     result = build_image(
         base_image=base,
         output=tmp_path / "out.img",
-        card_size_gb=16,
+        image_bytes=IMAGE_BYTES_16GB,
         content_files=content_of(zim_files)[:1],
         hotspot_config={"name": "grown"},
         work_dir=tmp_path / "work",
@@ -247,7 +248,7 @@ def test_a_third_partition_of_the_base_is_grown_and_its_old_content_replaced(
 
     after = sfdisk_table(result.path)["partitions"][2]
     assert after["start"] == before["start"]
-    assert (after["start"] + after["size"]) * 512 == usable_bytes(16)
+    assert (after["start"] + after["size"]) * 512 == IMAGE_BYTES_16GB
     names = debugfs_ls(result.path, result.data_offset, "/")
     assert "zims" in names
     assert "old.txt" not in names
@@ -259,14 +260,14 @@ def test_a_gpt_base_image_gets_its_backup_header_at_the_new_end(tmp_path, zim_fi
     result = build_image(
         base_image=base,
         output=tmp_path / "out.img",
-        card_size_gb=8,
+        image_bytes=IMAGE_BYTES_8GB,
         content_files=content_of(zim_files),
         hotspot_config={"name": "gpt"},
         work_dir=tmp_path / "work",
     )
 
     table = sfdisk_table(result.path)
-    sectors = usable_bytes(8) // 512
+    sectors = IMAGE_BYTES_8GB // 512
     assert table["lastlba"] == sectors - 34
     assert run("sfdisk", "--verify", str(result.path)).stdout.count("No errors") == 1
     check = subprocess.run(
@@ -289,7 +290,7 @@ def test_a_cancel_in_any_phase_leaves_no_files_behind(
         build_image(
             base_image=base_image,
             output=tmp_path / "out" / "order.img",
-            card_size_gb=8,
+            image_bytes=IMAGE_BYTES_8GB,
             content_files=content_of(zim_files),
             hotspot_config=CONFIG,
             work_dir=tmp_path / "work",
@@ -333,7 +334,7 @@ def test_a_cancel_while_mke2fs_runs_stops_it_at_once(
         build_image(
             base_image=base_image,
             output=tmp_path / "out.img",
-            card_size_gb=8,
+            image_bytes=IMAGE_BYTES_8GB,
             content_files=content_of(zim_files),
             hotspot_config=CONFIG,
             work_dir=tmp_path / "work",
@@ -356,7 +357,7 @@ def test_a_failing_tool_fails_the_build_and_removes_the_half_built_image(
         build_image(
             base_image=base_image,
             output=tmp_path / "out.img",
-            card_size_gb=8,
+            image_bytes=IMAGE_BYTES_8GB,
             content_files=content_of(zim_files),
             hotspot_config=CONFIG,
             work_dir=tmp_path / "work",
@@ -376,7 +377,7 @@ def test_missing_tools_are_named_with_the_package_to_install(
         build_image(
             base_image=base_image,
             output=tmp_path / "out.img",
-            card_size_gb=8,
+            image_bytes=IMAGE_BYTES_8GB,
             content_files=[],
             hotspot_config=CONFIG,
             work_dir=tmp_path / "work",
@@ -403,13 +404,13 @@ def sparse_file(path: Path, size: int) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"card_size_gb": 12}, "unknown SD-card size 12 GB"),
+        ({"image_bytes": 12 * 10**9 + 1}, "not a whole number of 512-byte"),
         ({"content_files": [("ZIM", "../etc/passwd")]}, "must be a relative path"),
         ({"content_files": [("ZIM", "a.zim"), ("ZIM", "a.zim")]}, "used twice"),
         ({"content_files": [("ZIM", "a"), ("ZIM", "a/b.zim")]}, "inside another file"),
         ({"content_files": [("MISSING", "a.zim")]}, "does not exist"),
         ({"content_files": [("HUGE", "huge.zim")]}, "choose a bigger card"),
-        ({"base_image": "HUGE"}, "is bigger than a 8 GB card"),
+        ({"base_image": "HUGE"}, "is bigger than the image may be"),
         ({"hotspot_config": {"name": "x", "colour": 1}}, "unknown hotspot_config"),
         ({"hotspot_config": {"ssid": "x"}}, "needs a non-empty 'name'"),
         ({"hotspot_config": {"name": "x", "wifi_password": "short"}}, "8 to 63"),
@@ -427,7 +428,7 @@ def test_bad_requests_are_refused_before_any_file_is_written(
     arguments = {
         "base_image": base_image,
         "output": tmp_path / "out" / "order.img",
-        "card_size_gb": 8,
+        "image_bytes": IMAGE_BYTES_8GB,
         "content_files": content_of(zim_files),
         "hotspot_config": CONFIG,
         "work_dir": tmp_path / "work",
@@ -470,7 +471,7 @@ def test_an_image_is_built_by_a_user_without_root(base_image, zim_files):
                 build_image(
                     base_image=folder / "base.img",
                     output=folder / "out.img",
-                    card_size_gb=8,
+                    image_bytes=IMAGE_BYTES_8GB,
                     content_files=[(s, f"zims/{s.name}") for s in sources],
                     hotspot_config=CONFIG,
                     work_dir=folder / "work",
