@@ -28,6 +28,7 @@ from workers.writer.flash import (
     flash,
     verify,
 )
+from workers.writer.flash import device as device_module
 from workers.writer.loopdev import loop_missing
 
 MiB = 1024 * 1024
@@ -407,7 +408,7 @@ def test_a_transient_read_error_is_retried_and_the_card_still_verifies(image, at
 def test_a_read_error_that_persists_fails_after_a_few_retries(
     image, attach, monkeypatch
 ):
-    monkeypatch.setattr(flash_module, "RETRY_DELAYS", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(device_module, "RETRY_DELAYS", (0.01, 0.01, 0.01))
     inner = attach()
     outer = attach(backing=inner.device)
 
@@ -621,7 +622,8 @@ def test_flashing_a_big_image_stays_well_under_100_mb_of_memory(attach, tmp_path
     # The child reports its own peak: ru_maxrss of a child would include the
     # memory of this (big) pytest process it was forked from.
     report_peak = (
-        "import sys; from workers.writer.flash import main; code = main(sys.argv[1:]);"
+        "import sys; from workers.writer.flash.__main__ import main;"
+        "code = main(sys.argv[1:]);"
         "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]);"
         "sys.exit(code)"
     )
