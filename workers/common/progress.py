@@ -1,6 +1,7 @@
 """Progress of long work for people: a bar per phase in a terminal, a log line per
-step of 10% otherwise (services, CI logs). And how long work is told to stop:
-a ``cancel()`` callable it asks between steps, and ``Canceled`` when it did."""
+step of 10% otherwise (services, CI logs). How long work reports its progress
+(``Progress``) and is told to stop: a ``cancel()`` callable it asks between
+steps, and ``Canceled`` when it did."""
 
 import logging
 import sys
@@ -10,6 +11,8 @@ from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
+#: progress(phase, percent or None when the total is unknown)
+Progress = Callable[[str, float | None], None]
 #: cancel() returns True when the caller wants the work stopped
 Cancel = Callable[[], bool]
 

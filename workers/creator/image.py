@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from workers.common.bmap import data_extents
-from workers.creator.content import Cancel, Canceled, Progress
+from workers.common.progress import Cancel, Canceled, Progress
 
 PHASES = ("copying base", "partitioning", "building filesystem", "writing config")
 CONFIG_NAME = "hotspot.yaml"

@@ -36,7 +36,8 @@ from workers.common.worker import (
     parse_size,
 )
 from workers.creator.base import prepare_base_image
-from workers.creator.content import ContentCache, ContentError
+from workers.creator.cache import ContentCache
+from workers.creator.download import ContentError
 from workers.creator.image import BuildError, build_image
 
 log = logging.getLogger(__name__)

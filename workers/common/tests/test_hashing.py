@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from workers.common.hashing import sha256_file, sha256_of
+from workers.common.hashing import hash_file, sha256_file, sha256_of
 
 MIB = 1024 * 1024
 DATA = os.urandom(3 * MIB + 17)
@@ -51,3 +51,13 @@ def test_a_prefix_hash_goes_on_with_what_follows(tmp_path):
     hasher = sha256_of(path, limit=MIB)
     hasher.update(DATA[MIB:])
     assert hasher.hexdigest() == hashlib.sha256(DATA).hexdigest()
+
+
+def test_one_read_gives_every_algorithm_asked_for(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(DATA)
+    found = hash_file(path, ("sha256", "md5"))
+    assert {name: digest.hexdigest() for name, digest in found.items()} == {
+        "sha256": hashlib.sha256(DATA).hexdigest(),
+        "md5": hashlib.md5(DATA).hexdigest(),  # noqa: S324 - what a checksum says
+    }
