@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from demo.inputs import make_base_image
 from workers.common.hashing import sha256_file
 from workers.creator.image import build_image
-from workers.creator.tests.conftest import make_base_image
 
 MIB = 1024 * 1024
 #: work["image_bytes"] the API gives for a 32 GB card

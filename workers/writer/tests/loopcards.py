@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.writer.loopdev import LoopSlot, loop_missing
+from demo.cards import LoopSlot, loop_missing
 
 MiB = 1024 * 1024
 OLD = b"\xaa"  # what a card holds before it is written

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from demo.cards import loop_missing
 from workers.common.bmap import Bmap, create_bmap, data_extents, load_bmap
 from workers.common.tests.test_bmap import make_ext4_image
 from workers.writer import flash as flash_module
@@ -29,7 +30,6 @@ from workers.writer.flash import (
     verify,
 )
 from workers.writer.flash import device as device_module
-from workers.writer.loopdev import loop_missing
 
 MiB = 1024 * 1024
 OLD = b"\xaa"  # what the card holds before we write: unwritten blocks keep it

@@ -7,7 +7,7 @@ import queue
 
 import pytest
 
-from workers.writer.loopdev import FileSlot, SlotError
+from demo.cards import FileSlot, SlotError
 from workers.writer.slots import SlotMonitor, card_in, parse_slots
 from workers.writer.tests.loopcards import MiB, make_card, needs_loop
 from workers.writer.tests.loopcards import loop_slots as loop_slots  # fixture

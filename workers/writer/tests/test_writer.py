@@ -15,6 +15,7 @@ from apps.orders.services import cancel_order
 from apps.scheduler.models import Slot, Task, TaskEvent, TaskStatus
 from apps.scheduler.testing import World
 from apps.scheduler.testing import order as place_order
+from demo.cards import FileSlot
 from workers.common.api import ApiClient
 from workers.common.bmap import load_bmap
 from workers.downloader.tests.hosting import (
@@ -25,7 +26,6 @@ from workers.downloader.tests.hosting import (
     wait_for,
 )
 from workers.writer.flash import FILE_SECTOR, verify
-from workers.writer.loopdev import FileSlot
 from workers.writer.tests.loopcards import (
     OLD,
     LoopSlot,

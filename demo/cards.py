@@ -1,6 +1,7 @@
-"""Card readers for the demo and the tests, two kinds with one interface
-(``device``: what the writer's ``--slot NAME=`` gets; ``insert(card_file)``,
-``remove()``, ``close()``; ``card``: the file in it or None).
+"""Cards for the demo and the tests: blank card files, and card readers of two
+kinds with one interface (``device``: what the writer's ``--slot NAME=`` gets;
+``insert(card_file)``, ``remove()``, ``close()``; ``card``: the file in it or
+None).
 
 - LoopSlot: a loop device. ``losetup DEV FILE`` is a card going in,
   ``losetup -d DEV`` a card coming out. Needs root; the writer then sees a block
@@ -17,7 +18,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from workers.writer.flash import FlashError, verify
+
 LOOP_CTL_ADD, LOOP_CTL_REMOVE = 0x4C80, 0x4C81
+CARD_BYTES = 8 * 10**9  # a nominal 8 GB card
 
 
 def loop_missing() -> str | None:
@@ -133,3 +137,41 @@ class FileSlot:
 
     def close(self) -> None:
         self.remove()
+
+
+def add_slots(slots: dict, demo: Path, names: list[str]) -> str:
+    """A slot per name into ``slots`` (one at a time, so that a failure leaves
+    the ones made to be closed): loop devices where the machine allows them,
+    file slots otherwise. Returns one line saying which, and why."""
+    missing = loop_missing()
+    for name in names:
+        slots[name] = LoopSlot() if missing is None else FileSlot(demo / "slots" / name)
+    if missing is None:
+        return "the cards are sparse files attached as loop devices"
+    where = f"the cards are sparse files in {demo / 'cards'}, put in file slots"
+    if os.geteuid() != 0:
+        return (
+            f"{where}, because this runs without root; as root they would be "
+            "loop devices (block devices, seen through kernel events like a "
+            "real card reader)"
+        )
+    return f"{where}, because loop devices need {missing}"
+
+
+def blank_card(path: Path, size: int = CARD_BYTES) -> Path:
+    """A new sparse card file (an empty card costs no disk)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def card_verifies(card: Path | str, bmap_path: Path) -> bool:
+    """Every mapped range of the card has the sha256 the bmap gives it: the
+    flash engine's hashing check, independent of the writer's compare."""
+    try:
+        verify(card, bmap_path)
+    except FlashError:
+        return False
+    return True
