@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from demo import inputs
-from demo.cards import FileSlot, LoopSlot
+from demo.cards import FileCardSlot, LoopCardSlot
 from workers.common.api import ApiClient
 from workers.common.names import Role
 
@@ -301,7 +301,7 @@ class Chain:
             env=self.worker_env("demo-host"),
         )  # fmt: skip
 
-    def start_writer(self, slots: dict[str, LoopSlot | FileSlot]) -> None:
+    def start_writer(self, slots: dict[str, LoopCardSlot | FileCardSlot]) -> None:
         self.children.start(
             "writer", self.python, "-m", "workers.writer",
             "--host", HOST, "--image-dir", str(self.demo / "images"),

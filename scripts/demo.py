@@ -36,10 +36,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from demo.cards import (  # noqa: E402
-    FileSlot,
-    LoopSlot,
-    SlotError,
-    add_slots,
+    CardSlotError,
+    FileCardSlot,
+    LoopCardSlot,
+    add_card_slots,
     blank_card,
     card_verifies,
 )
@@ -114,7 +114,7 @@ def run_demo(options) -> int:
     # images are 7.4 GB each in the warehouse.
     for leftover in ("warehouse", "images", "creator", "cards", "slots"):
         shutil.rmtree(chain.demo / leftover, ignore_errors=True)
-    slots: dict[str, LoopSlot | FileSlot] = {}
+    slots: dict[str, LoopCardSlot | FileCardSlot] = {}
     servers: list[ContentServer] = []
 
     def on_signal(signum, _frame):
@@ -134,7 +134,7 @@ def run_demo(options) -> int:
         while True:
             chain.children.check()
             time.sleep(1)
-    except (DemoError, SlotError, ApiError) as exc:
+    except (DemoError, CardSlotError, ApiError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 1
     except ToolError as exc:
@@ -156,7 +156,7 @@ def run_demo(options) -> int:
 
 def chain_once(
     chain: Chain,
-    slots: dict[str, LoopSlot | FileSlot],
+    slots: dict[str, LoopCardSlot | FileCardSlot],
     servers: list[ContentServer],
 ) -> None:
     """Start everything, run one order of 2 copies, print the table."""
@@ -184,7 +184,7 @@ def chain_once(
     servers.append(ContentServer(chain.demo / "catalog"))
     entries = catalog_entries(zims, servers[0].url)
     phase_done("catalog")
-    say(add_slots(slots, chain.demo, ["slot-1", "slot-2"]))
+    say(add_card_slots(slots, chain.demo, ["slot-1", "slot-2"]))
     say("starting a creator, a downloader and a writer with 2 slots")
     chain.start_creator()
     chain.start_downloader()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from demo.cards import LoopSlot, blank_card, loop_missing
+from demo.cards import LoopCardSlot, blank_card, loop_missing
 from demo.catalog import ContentServer, catalog_entries, make_catalog
 from demo.chain import Chain, free_port, wait_for
 from workers.common.bmap import load_bmap
@@ -164,7 +164,7 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
         zims = make_catalog(chain.demo / "catalog", sizes=(200_000, 400_000))
         content = ContentServer(chain.demo / "catalog")
         entries = catalog_entries(zims, content.url)
-        slots = {"slot-1": LoopSlot(), "slot-2": LoopSlot()}
+        slots = {"slot-1": LoopCardSlot(), "slot-2": LoopCardSlot()}
         chain.start_creator("creator")
         chain.start_downloader()
         chain.start_writer(slots)

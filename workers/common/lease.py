@@ -137,7 +137,8 @@ def failed(message: str, *, retryable: bool = True) -> Failure:
 
 
 #: how run_under_lease's work ended
-SUCCEEDED, FAILED, CANCELED, STOPPED = "succeeded", "failed", "canceled", "stopped"
+SUCCEEDED, FAILED, CANCELED = Event.SUCCEEDED, Event.FAILED, Event.CANCELED
+STOPPED = "stopped"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from workers.common.worker import (
     env_default,
     parse_size,
 )
-from workers.creator.base import prepare_base_image
+from workers.creator.base_image import prepare_base_image
 from workers.creator.cache import ContentCache
 from workers.creator.download import ContentError
 from workers.creator.image import BuildError, build_image

@@ -131,7 +131,9 @@ class Writer(Worker):
                     path,
                 )
         super().__init__(options, api)
-        self.slots = {name: Slot(self, name, path) for name, path in paths.items()}
+        self.slots = {
+            name: SlotRunner(self, name, path) for name, path in paths.items()
+        }
         self.tasks_done = threading.Event()  # for --once
         self.monitor: SlotMonitor | None = None
 
@@ -202,12 +204,14 @@ class Writer(Worker):
         if self.options.once:
             self.stop()
 
-    def on_progress(self, slot: "Slot", phase: str, done: int, total: int) -> None:
+    def on_progress(
+        self, slot: "SlotRunner", phase: str, done: int, total: int
+    ) -> None:
         """Called for each piece written or verified; a place for tests to act
         at a precise moment (pull a card half-way)."""
 
 
-class Slot:
+class SlotRunner:
     """One card reader and the loop that serves it."""
 
     def __init__(self, writer: Writer, name: str, spec: str):
