@@ -14,17 +14,16 @@ import fcntl
 import json
 import os
 import shutil
-import struct
 import subprocess
 import tempfile
 import zoneinfo
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import yaml
 
-from workers.common.bmap import data_extents
+from workers.common.bmap import data_extents, unwritten_extents
 from workers.common.progress import Cancel, Canceled, Progress
 
 PHASES = ("copying base", "partitioning", "building filesystem", "writing config")
@@ -65,9 +64,6 @@ HOTSPOT_KEYS = (
     "branding",
     "content",
 )
-FIEMAP = 0xC020660B
-FIEMAP_EXTENT_LAST = 0x1
-FIEMAP_EXTENT_UNWRITTEN = 0x800
 FICLONE = 0x40049409
 
 
@@ -610,40 +606,11 @@ def _materialize_unwritten(image: Path, start: int, end: int) -> None:
     """
     with image.open("r+b") as stream:
         fd = stream.fileno()
-        for offset, length in _unwritten_extents(fd, start, end - start):
-            zeros = bytes(min(length, CHUNK))
-            position, stop = max(offset, start), min(offset + length, end)
+        for position, stop in unwritten_extents(fd, start, end):
+            zeros = bytes(min(stop - position, CHUNK))
             while position < stop:
                 position += os.pwrite(fd, zeros[: stop - position], position)
         os.fsync(fd)
-
-
-def _unwritten_extents(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
-    count = 128
-    header = struct.Struct("=QQIIII")
-    extent = struct.Struct("=QQQQQIIII")
-    position, end = start, start + length
-    while position < end:
-        request = header.pack(position, end - position, 0, 0, count, 0)
-        buffer = bytearray(request + bytes(extent.size * count))
-        try:
-            fcntl.ioctl(fd, FIEMAP, buffer)
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL):
-                return  # no extent map (tmpfs...): nothing is unwritten there
-            raise
-        mapped = header.unpack_from(buffer)[3]
-        if mapped == 0:
-            return
-        for index in range(mapped):
-            logical, _, size, _, _, flags, *_ = extent.unpack_from(
-                buffer, header.size + index * extent.size
-            )
-            if flags & FIEMAP_EXTENT_UNWRITTEN:
-                yield logical, size
-            position = logical + size
-            if flags & FIEMAP_EXTENT_LAST:
-                return
 
 
 def _mcopy(image: Path, boot: Partition, files: Sequence[tuple[Path, str]]) -> None:
