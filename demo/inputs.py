@@ -15,7 +15,7 @@ import subprocess
 import zlib
 from pathlib import Path
 
-from workers.creator.image import tool_path
+from workers.creator.tools import tool_path
 
 MIB = 1024 * 1024
 BASE_SIZE = 128 * MIB

@@ -13,6 +13,7 @@ import yaml
 
 from workers.common.bmap import unwritten_extents
 from workers.creator import image as image_module
+from workers.creator import tools
 from workers.creator.image import (
     PHASES,
     BuildCanceled,
@@ -134,7 +135,7 @@ def test_the_data_filesystem_is_clean_for_fsck(built):
         ["e2fsck", "-fn", f"{result.path}?offset={result.data_offset}"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PATH": image_module.tool_path()},
+        env={**os.environ, "PATH": tools.tool_path()},
         check=False,
     )
 
@@ -274,7 +275,7 @@ def test_a_gpt_base_image_gets_its_backup_header_at_the_new_end(tmp_path, zim_fi
         ["e2fsck", "-fn", f"{result.path}?offset={result.data_offset}"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PATH": image_module.tool_path()},
+        env={**os.environ, "PATH": tools.tool_path()},
         check=False,
     )
     assert check.returncode == 0
@@ -371,7 +372,7 @@ def test_missing_tools_are_named_with_the_package_to_install(
     tmp_path, base_image, monkeypatch
 ):
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(image_module, "SBIN", ())
+    monkeypatch.setattr(tools, "SBIN", ())
 
     with pytest.raises(BuildError, match=r"sfdisk, mke2fs, mcopy not found .*fdisk"):
         build_image(
@@ -392,7 +393,7 @@ def test_the_tools_are_found_in_sbin_when_path_lacks_it(tmp_path, monkeypatch):
     table = image_module.read_partition_table(base)
 
     assert len(table.partitions) == 2
-    image_module._check_tools()
+    tools.check_tools()
 
 
 def sparse_file(path: Path, size: int) -> Path:
