@@ -69,6 +69,26 @@ def _percent_reporter(progress: Progress | None, phase: str) -> OnBytes | None:
     return on_bytes
 
 
+@contextlib.contextmanager
+def _unpinned(path: Path) -> Iterator[bool | None]:
+    """True while we hold `path` exclusively (no build pins it), False when a
+    build pins it, None when it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
+
+
 class ContentCache:
     """Size-bounded LRU cache of downloaded content, safe across threads and processes.
 
@@ -262,17 +282,8 @@ class ContentCache:
 
     def is_pinned(self, path: Path) -> bool:
         """True when some build (any process, this one included) pins `path`."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        with _unpinned(path) as free:
+            return free is False
 
     def entries(self) -> list[Path]:
         """Cached entry paths, least recently used first."""
@@ -343,20 +354,11 @@ class ContentCache:
         return True
 
     def _try_evict(self, path: Path) -> bool:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        else:
-            path.unlink(missing_ok=True)
-            (self.root / "meta" / f"{path.name}.json").unlink(missing_ok=True)
-            return True
-        finally:
-            os.close(fd)
+        with _unpinned(path) as free:
+            if free:
+                path.unlink(missing_ok=True)
+                (self.root / "meta" / f"{path.name}.json").unlink(missing_ok=True)
+            return free is not False
 
     def _make_room(self, need: int, replacing: Path | None = None) -> tuple[bool, int]:
         """Evict unpinned LRU entries until `need` more bytes fit; call under .lock."""

@@ -89,27 +89,26 @@ def flash(
             if progress:
                 progress("writing", 0, total)
             flags = os.O_RDWR | (0 if force else os.O_EXCL)
-            dev = open_device(device, flags, need=image_size, file_ok=file_ok)
-            identity = dev.rdev, dev.size
-            retries = 0
-            try:
-                _copy(image_fd, dev, body, buf, report)
-                sync(dev)
-            finally:
-                retries += dev.retries
-                os.close(dev.fd)
+
+            def write(segments, identity=None) -> tuple[tuple[int, int], int]:
+                """Open the card, write ``segments``, flush and close it:
+                (the card's identity, I/O retries)."""
+                dev = open_device(
+                    device, flags, need=image_size, identity=identity, file_ok=file_ok
+                )
+                try:
+                    _copy(image_fd, dev, segments, buf, report)
+                    sync(dev)
+                finally:
+                    os.close(dev.fd)
+                return (dev.rdev, dev.size), dev.retries
+
+            identity, retries = write(body)
             # A card of an image that is not what its bmap says must not boot.
             checking.result(image)
             # Reopen: a detach deferred to our close shows up now, before the head.
-            dev = open_device(
-                device, flags, need=image_size, identity=identity, file_ok=file_ok
-            )
-            try:
-                _copy(image_fd, dev, head, buf, report)
-                sync(dev)
-            finally:
-                retries += dev.retries
-                os.close(dev.fd)
+            _, more = write(head, identity)
+            retries += more
             write_seconds = time.monotonic() - started
     finally:
         os.close(image_fd)
