@@ -15,14 +15,14 @@ from apps.orders.models import Order
 from apps.scheduler.models import Slot, Task, TaskKind, TaskStatus
 from apps.scheduler.testing import World
 from apps.scheduler.testing import order as place_order
-from workers.common.bmap import load_bmap
-from workers.downloader.tests.hosting import (
+from tests.hosting import (
     make_image,
     publish,
     verified_image,
     wait_for,
     warehouse,
 )
+from workers.common.bmap import load_bmap
 from workers.writer.tests.loopcards import loop_card_slots as loop_card_slots  # fixture
 from workers.writer.tests.loopcards import make_card, needs_loop
 

@@ -16,15 +16,15 @@ from apps.scheduler.models import Slot, Task, TaskEvent, TaskStatus
 from apps.scheduler.testing import World
 from apps.scheduler.testing import order as place_order
 from demo.cards import FileCardSlot
-from workers.common.api import ApiClient
-from workers.common.bmap import load_bmap
-from workers.downloader.tests.hosting import (
+from tests.hosting import (
     ImageFiles,
     downloaded_to,
     make_image,
     verified_image,
     wait_for,
 )
+from workers.common.api import ApiClient
+from workers.common.bmap import load_bmap
 from workers.writer.flash import FILE_SECTOR, verify
 from workers.writer.tests.loopcards import (
     OLD,
