@@ -374,7 +374,10 @@ class SlotRunner:
                 SlotState.FAILED, f"{what}: remove it and insert another.", card
             )
         else:
-            why = outcome.failure.message[:180]
+            why = outcome.failure.message
+            # The task's event has the whole error; an API failure is told
+            # nowhere but here, so it stays whole.
+            why = why[:180] if outcome.failure.report else why
             self.finish(SlotState.FAILED, f"{why}. Remove the card.", card)
 
     def judge(self, exc: Exception) -> Failure:
