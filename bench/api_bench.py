@@ -46,6 +46,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from workers.common.names import Event, WorkerKind  # noqa: E402
+
 DATABASE = "imager_bench"
 TEMPLATE = "imager_bench_template"
 # Throw-away accounts of a database that lives for one run.
@@ -486,7 +490,7 @@ def creator(port, token, host, recorder, stop_at, args, seed) -> None:
         "register",
         "POST",
         f"{API}/workers/register/",
-        {"kind": "creator", "host": host, "version": "bench"},
+        {"kind": WorkerKind.CREATOR, "host": host, "version": "bench"},
     )
     if worker is None:
         return
@@ -548,7 +552,7 @@ def creator(port, token, host, recorder, stop_at, args, seed) -> None:
                 {
                     "lease_id": lease,
                     "event_id": str(uuid.uuid4()),
-                    "type": "failed",
+                    "type": Event.FAILED,
                     "error": "bench: simulated build failure",
                     "retryable": True,
                 },
@@ -580,7 +584,7 @@ def creator(port, token, host, recorder, stop_at, args, seed) -> None:
             {
                 "lease_id": lease,
                 "event_id": str(uuid.uuid4()),
-                "type": "succeeded",
+                "type": Event.SUCCEEDED,
                 "result": {"bench": True},
             },
         )

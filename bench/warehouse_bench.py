@@ -46,6 +46,7 @@ SETUP = """
 import json
 from apps.accounts.models import Role
 from apps.accounts.testing import make_user
+from apps.scheduler.models import WorkerKind
 from apps.scheduler.services.workers import register_worker
 from apps.scheduler.testing import order
 password = {password!r}
@@ -58,7 +59,7 @@ for name, role in [
     user.set_password(password)
     user.save()
     if name == "creator":
-        worker = register_worker(account=user, kind="creator", host="bench")
+        worker = register_worker(account=user, kind=WorkerKind.CREATOR, host="bench")
     if name == "client":
         client = user
 placed = order(client)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from workers.common.api import ApiError, token_expiry
+from workers.common.names import Role, TaskKind
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class Accounts:
                 log.warning("cannot check account %s: %s", user_id, exc)
                 return self.state(user_id)
             orders = None
-            if me.get("role") == "creator":
+            if me.get("role") == Role.CREATOR:
                 try:
                     orders = self._fetch_orders(user_id, token)
                 except (Unavailable, Denied):
@@ -222,7 +223,7 @@ class Accounts:
                 token,
                 "GET",
                 "api/v1/tasks/",
-                params={"kind": "create", "limit": 1000},
+                params={"kind": TaskKind.CREATE, "limit": 1000},
             )
         except ApiError as exc:
             if exc.status == 401 and self._refused(user_id, token):

@@ -15,8 +15,9 @@ from ftp.auth import KeySet
 from ftp.config import Config
 from ftp.hashing import HashStates
 from ftp.reporter import Reporter, Spool
-from ftp.server import Uploads, build_server
+from ftp.server import build_server
 from ftp.storage import Storage
+from ftp.uploads import Uploads
 from workers.common.api import ApiClient, ApiError
 
 log = logging.getLogger(__name__)

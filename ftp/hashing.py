@@ -14,7 +14,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-CHUNK = 1 << 20
+from workers.common.hashing import sha256_of
+
 # Free space is looked at every this many bytes written, not at every write.
 ROOM_CHECK_EVERY = 64 << 20
 # Received chunks waiting for the hashing thread (up to about this many MiB).
@@ -23,24 +24,6 @@ QUEUED_CHUNKS = 32
 # others wait to be hashed. More buffers only add memory per upload.
 BUFFER_SIZE = 1 << 20
 BUFFERS = 4
-
-
-def sha256_file(path: str, limit: int | None = None):
-    """A sha256 object over the first ``limit`` bytes of ``path`` (all if None)."""
-    hasher = hashlib.sha256()
-    remaining = limit
-    with open(path, "rb", buffering=0) as stream:
-        while remaining is None or remaining > 0:
-            want = CHUNK if remaining is None else min(CHUNK, remaining)
-            chunk = stream.read(want)
-            if not chunk:
-                break
-            hasher.update(chunk)
-            if remaining is not None:
-                remaining -= len(chunk)
-    if remaining:
-        raise ValueError(f"{path} is shorter than {limit} bytes")
-    return hasher
 
 
 class HashStates:
@@ -75,7 +58,7 @@ class HashStates:
         if offset == 0:
             return hashlib.sha256()
         kept = self.take(path, offset)
-        return kept if kept is not None else sha256_file(path, offset)
+        return kept if kept is not None else sha256_of(path, limit=offset)
 
 
 class HashingFile:

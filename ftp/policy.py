@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ftp.paths import Kind, Location
+from workers.common.names import Role
 
-ADMINS = frozenset({"admin", "manager", "warehouse"})
-READERS = frozenset({"downloader", "writer"})
-CREATOR = "creator"
+ADMINS = frozenset({Role.ADMIN, Role.MANAGER, Role.WAREHOUSE})
+READERS = frozenset({Role.DOWNLOADER, Role.WRITER})
+CREATOR = Role.CREATOR
 ROLES = ADMINS | READERS | {CREATOR}
-KNOWN_ROLES = ROLES | {"client"}
+KNOWN_ROLES = ROLES | {Role.CLIENT}
 
 # The letters each role may ever use (MLSD shows them as the "perm" fact).
 LETTERS = {

@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 
 from pyftpdlib.exceptions import AuthenticationFailed, _FileReadWriteError
 from pyftpdlib.filesystems import AbstractedFS, FilesystemError
@@ -20,12 +19,10 @@ from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED, _ERRNOS_RETRY, IOLoop
 from pyftpdlib.log import logger as pyftpdlib_logger
 from pyftpdlib.servers import ThreadedFTPServer
 
-from ftp import audit, paths, policy
+from ftp import audit, paths, policy, uploads
 from ftp.accounts import Denied, Unavailable
 from ftp.auth import TokenRefused
-from ftp.hashing import HashingFile, open_part
-from ftp.reporter import Report
-from ftp.storage import Identity
+from ftp.hashing import HashingFile
 
 log = logging.getLogger(__name__)
 
@@ -55,39 +52,6 @@ class Session:
     def kick(self, reason: str) -> None:
         """Close this session soon (called from other threads)."""
         self.kicked = reason
-
-
-class Uploads:
-    """Files being written right now: one session per file at a time."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._busy: set[str] = set()
-
-    def acquire(self, path: str) -> bool:
-        with self._lock:
-            if path in self._busy:
-                return False
-            self._busy.add(path)
-            return True
-
-    def release(self, path: str) -> None:
-        with self._lock:
-            self._busy.discard(path)
-
-    def busy(self, path: str) -> bool:
-        with self._lock:
-            return path in self._busy
-
-
-@dataclass
-class Upload:
-    where: paths.Location
-    final: str
-    part: str
-    file: HashingFile
-    declared: int | None
-    offset: int
 
 
 class SessionAuthorizer:
@@ -384,17 +348,17 @@ class WarehouseMixin:
             tls=self._tls(),
         )
 
-    # --- uploads -----------------------------------------------------------------
+    # --- uploads: the rules are ftp.uploads' -------------------------------------
 
     def ftp_SIZE(self, path):
         # A creator resuming asks the size of the final name: give the .part's.
         session = self.session
-        part = path + paths.PART
-        if session and session.role == policy.CREATOR and os.path.isfile(part):
+        size = uploads.resume_size(session.role, path) if session else None
+        if size is not None:
             if self._current_type == "a":
                 self.respond("550 SIZE not allowed in ASCII mode.")
                 return None
-            self.respond(f"213 {os.path.getsize(part)}")
+            self.respond(f"213 {size}")
             return path
         return super().ftp_SIZE(path)
 
@@ -408,12 +372,12 @@ class WarehouseMixin:
         return done
 
     def ftp_STOR(self, file, mode="w"):
-        cmd = "APPE" if "a" in mode else "STOR"
+        cmd = uploads.APPE if "a" in mode else uploads.STOR
         rest = self._restart_position
         self._restart_position = 0
         services = self.services
         where = paths.classify(self.fs.fs2ftp(file))
-        part = file + paths.PART
+        part = uploads.part_of(file)
         if not services.uploads.acquire(part):
             self.respond(
                 "450 This file is being uploaded by another session; "
@@ -421,15 +385,24 @@ class WarehouseMixin:
             )
             return None
         try:
-            stream, declared, offset = self._open_upload(cmd, rest, where, file, part)
-        except _Refused as refused:
+            declared = uploads.ask_declared(services.accounts, self.session, where)
+            self.upload = uploads.begin(
+                services.storage,
+                services.hashes,
+                command=cmd,
+                rest=rest,
+                where=where,
+                final=file,
+                declared=declared,
+            )
+        except uploads.Refused as refused:
             services.uploads.release(part)
             self.respond(refused.reply)
             return None
         except Exception:
             services.uploads.release(part)
             raise
-        self.upload = Upload(where, file, part, stream, declared, offset)
+        stream = self.upload.file
         if self.data_channel is not None:
             self.respond("125 Data connection already open. Transfer starting.")
             self.data_channel.file_obj = stream
@@ -438,63 +411,6 @@ class WarehouseMixin:
             self.respond("150 File status okay. About to open data connection.")
             self._in_dtp_queue = (stream, cmd)
         return file
-
-    def _open_upload(self, cmd, rest, where, file, part):
-        services = self.services
-        declared = self._declared_size(where)
-        try:
-            existing = os.lstat(part).st_size
-        except FileNotFoundError:
-            existing = 0
-        if cmd == "APPE":
-            offset = existing
-        elif rest:
-            if rest > existing:
-                raise _Refused(
-                    f"554 REST position {rest} is beyond the {existing} bytes "
-                    "received so far."
-                )
-            offset = rest
-        else:
-            offset = 0
-        needed = declared - offset if declared is not None else 0
-        refusal = services.storage.refusal(needed)
-        if refusal:
-            raise _Refused(f"452 {refusal}")
-        try:
-            os.makedirs(os.path.dirname(file), exist_ok=True)
-            hasher = services.hashes.resume(part, offset)
-            raw = open_part(part, offset, truncate=offset == 0)
-        except OSError as exc:
-            raise _Refused(f"550 {exc.strerror or exc}.") from exc
-        stream = HashingFile(
-            raw, part, hasher, offset, has_room=services.storage.room_for
-        )
-        return stream, declared, offset
-
-    def _declared_size(self, where) -> int | None:
-        """The size the creator declared for this file (None: nothing declared
-        yet, or an administrator's upload). Refuses names not declared."""
-        session = self.session
-        if session.role != policy.CREATOR:
-            return None
-        try:
-            info = self.services.accounts.declared(
-                session.user_id, session.token, where.order
-            )
-        except Unavailable as exc:
-            raise _Refused(f"451 {exc}; try again in a minute.") from exc
-        except Denied as exc:
-            raise _Refused(f"530 {exc}.") from exc
-        if info is None:
-            return None
-        sizes = {info["file_name"]: info["size"], info["bmap_name"]: info["bmap_size"]}
-        if where.name not in sizes:
-            names = " and ".join(sorted(sizes))
-            raise _Refused(
-                f"553 Order {where.order} declared {names}; upload those names."
-            )
-        return int(sizes[where.name])
 
     def on_file_received(self, file):
         if self.upload is not None:
@@ -507,55 +423,39 @@ class WarehouseMixin:
     def _finish_upload(self, *, complete: bool) -> None:
         upload, self.upload = self.upload, None
         services = self.services
-        stream = upload.file
         try:
-            stream.close()
+            upload.file.close()
             if complete and self._short(upload):
                 complete = False
             if complete:
-                self._complete(upload)
+                report = uploads.complete(
+                    upload,
+                    storage=services.storage,
+                    reporter=services.reporter,
+                    hashes=services.hashes,
+                )
+                self._record_upload(upload, "complete", sha256=report.sha256)
             else:
-                services.hashes.keep(upload.part, stream.size, stream.hasher)
+                uploads.keep(upload, services.hashes)
                 self._record_upload(upload, "incomplete")
         except Exception:
             log.exception("finishing the upload of %s failed", upload.where.path)
         finally:
             services.uploads.release(upload.part)
 
-    def _short(self, upload: Upload) -> bool:
-        """Whether fewer bytes than declared arrived: then the .part is kept for
-        a resume instead of being taken for the whole file."""
+    def _short(self, upload: uploads.Upload) -> bool:
         declared = upload.declared
-        if declared is None and self.session and self.session.role == "creator":
+        if declared is None and self.session is not None:
+            # Declared after the upload began: ask again.
             try:
-                declared = self._declared_size(upload.where)
-            except _Refused:
+                declared = uploads.ask_declared(
+                    self.services.accounts, self.session, upload.where
+                )
+            except uploads.Refused:
                 declared = None
-        return declared is not None and upload.file.size < declared
+        return uploads.is_short(declared, upload.file.size)
 
-    def _complete(self, upload: Upload) -> None:
-        services = self.services
-        stream = upload.file
-        identity = Identity.of(upload.part)
-        report = Report(
-            path=upload.where.api_path,
-            size=stream.size,
-            sha256=stream.hexdigest(),
-            inode=identity.inode,
-            mtime_ns=identity.mtime_ns,
-        )
-        # Spooled before the rename: the file is never served unverified.
-        with services.storage.renames:
-            services.reporter.add(report)
-            try:
-                os.replace(upload.part, upload.final)
-            except OSError:
-                services.spool.remove(report)
-                raise
-        services.hashes.drop(upload.part)
-        self._record_upload(upload, "complete", sha256=report.sha256)
-
-    def _record_upload(self, upload: Upload, result: str, **extra) -> None:
+    def _record_upload(self, upload: uploads.Upload, result: str, **extra) -> None:
         session = self.session
         audit.record(
             "upload",
@@ -568,12 +468,6 @@ class WarehouseMixin:
             declared=upload.declared if upload.declared is not None else "",
             **extra,
         )
-
-
-class _Refused(Exception):
-    def __init__(self, reply: str):
-        super().__init__(reply)
-        self.reply = reply
 
 
 class DirectReceive:

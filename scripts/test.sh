@@ -34,7 +34,8 @@ done
 
 # Everything once on SQLite; the database-backed apps again on the two servers.
 # workers/, ftp/ and whost/ never touch the database, so one run covers them;
-# tests/ holds the live-server tests of the API client.
+# tests/ holds the live-server tests (the API client, the workers and the
+# warehouse against a running API), the only tests outside apps/ that import it.
 run_suite sqlite
 run_suite postgres apps tests
 run_suite mongodb apps tests

@@ -2,12 +2,11 @@
 2 orders x 2 copies; the creator is killed mid-build, the warehouse is killed
 mid-upload, and a card is pulled out mid-write.
 
-It drives scripts/demo.py's ``Chain`` (the README's first command runs the same
+It drives the demo package's ``Chain`` (the README's first command runs the same
 processes) against a database of its own. It runs once, in the PostgreSQL pass
 of scripts/test.sh: the chain needs a server database and Redis anyway.
 """
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -18,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from demo.cards import LoopCardSlot, blank_card, loop_missing
+from demo.catalog import ContentServer, catalog_entries, make_catalog
+from demo.chain import Chain, free_port, wait_for
 from workers.common.bmap import load_bmap
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("imager_demo", ROOT / "scripts/demo.py")
-demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(demo)
+MIB = 1024 * 1024
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432"
 # The killed creator's task comes back after this; it must stay above 30 s
@@ -38,7 +37,7 @@ TOOLS = ("zimwriterfs", "sfdisk", "mformat", "mcopy", "mke2fs", "losetup")
 def _missing() -> str | None:
     if os.environ.get("IMAGER_TEST_DB") != "postgres":
         return "IMAGER_TEST_DB=postgres (it runs once, in the PostgreSQL pass)"
-    missing = demo.loop_missing()
+    missing = loop_missing()
     if missing:
         return missing
     tools = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -107,7 +106,7 @@ def card_equals_image(card: Path, image: Path, bmap_path: Path) -> bool:
             want.seek(start)
             left = end - start
             while left:
-                size = min(left, 4 * demo.MIB)
+                size = min(left, 4 * MIB)
                 if got.read(size) != want.read(size):
                     return False
                 left -= size
@@ -130,10 +129,10 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
 ):
     database_url, redis_url = database
     data = tmp_path / "d"
-    chain = demo.Chain(
+    chain = Chain(
         data,
-        port=demo.free_port(),
-        ftp_port=demo.free_port(),
+        port=free_port(),
+        ftp_port=free_port(),
         env={
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
@@ -162,10 +161,10 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
         chain.start_jobs()
         chain.start_warehouse()
         chain.make_base_image()
-        zims = demo.make_catalog(chain.demo / "catalog", sizes=(200_000, 400_000))
-        content = demo.ContentServer(chain.demo / "catalog")
-        entries = demo.catalog_entries(zims, content.url)
-        slots = {"slot-1": demo.LoopSlot(), "slot-2": demo.LoopSlot()}
+        zims = make_catalog(chain.demo / "catalog", sizes=(200_000, 400_000))
+        content = ContentServer(chain.demo / "catalog")
+        entries = catalog_entries(zims, content.url)
+        slots = {"slot-1": LoopCardSlot(), "slot-2": LoopCardSlot()}
         chain.start_creator("creator")
         chain.start_downloader()
         chain.start_writer(slots)
@@ -188,7 +187,7 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
                 None,
             )
 
-        killed = demo.wait_for(
+        killed = wait_for(
             building, "a build", timeout=left(), interval=0.2, alive=alive
         )
         chain.children.kill("creator", signal.SIGKILL)
@@ -208,7 +207,7 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
                 None,
             )
 
-        demo.wait_for(uploading, "an upload", timeout=left(), interval=0.2, alive=alive)
+        wait_for(uploading, "an upload", timeout=left(), interval=0.2, alive=alive)
         chain.children.kill("warehouse", signal.SIGKILL)
         time.sleep(1)
         chain.start_warehouse()
@@ -220,13 +219,13 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
             tasks = chain.tasks(kind="write")
             return len(tasks) == 4 and tasks
 
-        demo.wait_for(
+        wait_for(
             writes_pending, "4 write tasks", timeout=left(), interval=1, alive=alive
         )
         first = slots["slot-1"]
         throttle(first, THROTTLE)
         try:
-            cards.append(demo.blank_card(tmp_path / "c" / "card-0.img"))
+            cards.append(blank_card(tmp_path / "c" / "card-0.img"))
             first.insert(cards[-1])
 
             def slot_writing():
@@ -240,7 +239,7 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
                     for s in rows
                 )
 
-            demo.wait_for(slot_writing, "slot-1 writing", timeout=left(), interval=0.1)
+            wait_for(slot_writing, "slot-1 writing", timeout=left(), interval=0.1)
             first.remove()
         finally:
             throttle(first, 0)
@@ -252,9 +251,7 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
                 if slot is None:
                     continue
                 if slot.card is None and row["state"] == "empty":
-                    cards.append(
-                        demo.blank_card(tmp_path / "c" / f"card-{len(cards)}.img")
-                    )
+                    cards.append(blank_card(tmp_path / "c" / f"card-{len(cards)}.img"))
                     slot.insert(cards[-1])
                 elif slot.card is not None and row["state"] in {"done", "failed"}:
                     slot.remove()
@@ -262,7 +259,7 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
             assert not statuses & {"failed", "canceled"}, statuses
             return statuses == {"pending_shipment"}
 
-        demo.wait_for(all_written, "every copy", timeout=left(), interval=0.5)
+        wait_for(all_written, "every copy", timeout=left(), interval=0.5)
 
         tasks = chain.tasks()
         writes = [t for t in tasks if t["kind"] == "write"]

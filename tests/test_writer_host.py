@@ -15,15 +15,15 @@ from apps.orders.models import Order
 from apps.scheduler.models import Slot, Task, TaskKind, TaskStatus
 from apps.scheduler.testing import World
 from apps.scheduler.testing import order as place_order
-from workers.common.bmap import load_bmap
-from workers.downloader.tests.hosting import (
+from tests.hosting import (
     make_image,
     publish,
     verified_image,
     wait_for,
     warehouse,
 )
-from workers.writer.tests.loopcards import loop_slots as loop_slots  # fixture
+from workers.common.bmap import load_bmap
+from workers.writer.tests.loopcards import loop_card_slots as loop_card_slots  # fixture
 from workers.writer.tests.loopcards import make_card, needs_loop
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_loop]
@@ -75,12 +75,12 @@ def processes():
 
 
 def test_a_writer_host_downloads_an_order_and_writes_its_copies_in_two_slots(
-    live_server, tmp_path, loop_slots, processes
+    live_server, tmp_path, loop_card_slots, processes
 ):
     world = World()
     files = make_image(tmp_path / "built")
     image_dir = tmp_path / "images"
-    slots = {"slot-1": loop_slots(), "slot-2": loop_slots()}
+    slots = {"slot-1": loop_card_slots(), "slot-2": loop_card_slots()}
     with warehouse(tmp_path / "warehouse", live_server.url) as ftp:
         order = place_order(world.client, quantity=2)
         publish(ftp.root, order.pk, files)

@@ -11,7 +11,6 @@ from ftp.hashing import (
     HashingFile,
     HashStates,
     open_part,
-    sha256_file,
 )
 
 DATA = os.urandom(3 * 1024 * 1024 + 17)
@@ -112,16 +111,6 @@ def test_writing_stops_when_the_disk_reserve_is_reached(tmp_path):
     stream.close()
     assert error.value.errno == errno.ENOSPC
     assert "reserve" in str(error.value)
-
-
-def test_sha256_file_hashes_all_or_a_prefix(tmp_path):
-    path = tmp_path / "f"
-    path.write_bytes(DATA)
-    assert sha256_file(str(path)).hexdigest() == hashlib.sha256(DATA).hexdigest()
-    prefix = sha256_file(str(path), 12345).hexdigest()
-    assert prefix == hashlib.sha256(DATA[:12345]).hexdigest()
-    with pytest.raises(ValueError, match="shorter"):
-        sha256_file(str(path), len(DATA) + 1)
 
 
 @pytest.mark.parametrize("background", [True, False])

@@ -31,7 +31,8 @@ Range = tuple[int, int, str | None]
 
 _READ_CHUNK = 1 << 20
 
-# FIEMAP (linux/fiemap.h) is only used to find *unwritten* extents, see _unwritten().
+# FIEMAP (linux/fiemap.h) is only used to find *unwritten* extents, see
+# unwritten_extents().
 _FS_IOC_FIEMAP = 0xC020660B
 _FIEMAP_FLAG_SYNC = 0x1
 _FIEMAP_EXTENT_LAST = 0x1
@@ -126,7 +127,7 @@ def map_image(
         if size == 0:
             raise ValueError(f"{image_path} is empty: there is nothing to map")
         extents = list(data_extents(image.fileno(), size))
-        extents += _unwritten(image.fileno(), size)
+        extents += unwritten_extents(image.fileno(), 0, size)
         blocks = _to_blocks(extents, block_size)
         # One pass over the data: each range is read once, in file order.
         buf = bytearray(_READ_CHUNK)
@@ -340,24 +341,29 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         offset = end
 
 
-def _unwritten(fd: int, size: int) -> list[tuple[int, int]]:
-    """Byte extents allocated as *unwritten* (FIEMAP), empty if unsupported.
+def unwritten_extents(fd: int, start: int, end: int) -> list[tuple[int, int]]:
+    """Byte extents of ``[start, end)`` allocated as *unwritten* (FIEMAP); none
+    where the file system has no FIEMAP (tmpfs and others: there SEEK_DATA
+    alone is right).
 
     SEEK_DATA calls these holes because they read as zeros, but mke2fs creates
     them on purpose (fallocate zero-range for the journal): the card must get
-    zeros there, not whatever an earlier image left. bmaptool maps them too.
+    zeros there, not whatever an earlier image left. bmaptool maps them too,
+    and the creator writes real zeros into them.
     """
     found: list[tuple[int, int]] = []
-    start = 0
+    position = start
     buf = bytearray(_FIEMAP_HEAD.size + _FIEMAP_EXTENT.size * _FIEMAP_BATCH)
-    while start < size:
+    while position < end:
         _FIEMAP_HEAD.pack_into(
-            buf, 0, start, size - start, _FIEMAP_FLAG_SYNC, 0, _FIEMAP_BATCH, 0
+            buf, 0, position, end - position, _FIEMAP_FLAG_SYNC, 0, _FIEMAP_BATCH, 0
         )
         try:
             fcntl.ioctl(fd, _FS_IOC_FIEMAP, buf, True)
-        except OSError:
-            return []  # tmpfs and others: no FIEMAP, SEEK_DATA alone is right there
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL):
+                return []
+            raise
         mapped = _FIEMAP_HEAD.unpack_from(buf, 0)[3]
         if not mapped:
             break
@@ -366,9 +372,9 @@ def _unwritten(fd: int, size: int) -> list[tuple[int, int]]:
             logical, _, length, _, _, flags, *_ = _FIEMAP_EXTENT.unpack_from(
                 buf, offset
             )
-            if flags & _FIEMAP_EXTENT_UNWRITTEN and logical < size:
-                found.append((logical, min(logical + length, size)))
-            start = logical + length
+            if flags & _FIEMAP_EXTENT_UNWRITTEN and logical < end:
+                found.append((max(logical, start), min(logical + length, end)))
+            position = logical + length
             if flags & _FIEMAP_EXTENT_LAST:
                 return found
     return found

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from workers.common.progress import Canceled
+
 log = logging.getLogger(__name__)
 
 BLOCK = 1024 * 1024
@@ -27,7 +29,7 @@ class FtpError(Exception):
     """The warehouse refused the transfer, or it failed after every retry."""
 
 
-class TransferCanceled(Exception):
+class TransferCanceled(Canceled):
     """``cancel()`` returned True during the transfer."""
 
 

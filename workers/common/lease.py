@@ -5,13 +5,22 @@ and percentage. When the API says the lease is lost (409) or the order was cance
 it sets ``lost`` or ``canceled``; the work loop calls ``check()`` between steps and
 stops. Events carry an ``event_id`` kept across retries, so a retried report is
 applied once.
+
+``run_under_lease`` is how every worker runs a claimed task: the work under its
+lease, then the one event that ends the task (succeeded, failed, canceled), or
+none when the lease is lost (the task is another worker's by then).
 """
 
+import contextlib
 import logging
 import threading
 import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from workers.common.api import ApiClient, ApiError, LeaseLost
+from workers.common.names import Event
+from workers.common.progress import Canceled
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +118,85 @@ class Lease:
         except LeaseLost:
             self.lost.set()
             raise
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a failed task is told to the API: an event of ``type`` with ``data``
+    (no event when ``report`` is false); ``message`` is for people."""
+
+    message: str
+    type: str = Event.FAILED
+    data: Mapping = field(default_factory=dict)
+    report: bool = True
+
+
+def failed(message: str, *, retryable: bool = True) -> Failure:
+    """An attempt that failed; the API tries again when ``retryable``."""
+    return Failure(message, data={"error": message[:2000], "retryable": retryable})
+
+
+#: how run_under_lease's work ended
+SUCCEEDED, FAILED, CANCELED = Event.SUCCEEDED, Event.FAILED, Event.CANCELED
+STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """``state`` is one of SUCCEEDED (``result`` was reported), FAILED
+    (``failure`` was), CANCELED (the cancel was acknowledged) or STOPPED (the
+    lease is lost: nothing was reported); ``error`` is what ended the work."""
+
+    state: str
+    result: dict | None = None
+    failure: Failure | None = None
+    error: BaseException | None = None
+
+
+def run_under_lease(
+    api: ApiClient,
+    task: dict,
+    work: Callable[[Lease], dict],
+    *,
+    interval: float,
+    judge: Callable[[Exception], Failure | None],
+    bar: contextlib.AbstractContextManager | None = None,
+) -> Outcome:
+    """Run ``work(lease)`` while the lease is renewed and report how it ended.
+
+    ``work`` returns the result reported with the success; it stops by raising
+    ``Stop`` (a lease check) or ``Canceled`` (a cancel() it was given).
+    ``judge(exc)`` says how any other exception is reported, or None to let it
+    through. ``bar`` (a progress bar) is closed with the lease, before the report.
+    """
+    lease = Lease(api, task, interval=interval)
+    try:
+        with lease, bar or contextlib.nullcontext():
+            result = work(lease)
+            lease.event(Event.SUCCEEDED, result=result)
+    except (Stop, Canceled) as exc:
+        if not lease.canceled.is_set():
+            log.warning("task %s stopped: %s", lease.task_id, exc)
+            return Outcome(STOPPED, error=exc)
+        log.info("task %s canceled", lease.task_id)
+        try:
+            lease.event(Event.CANCELED)
+        except ApiError as error:
+            log.warning("could not acknowledge the cancel: %s", error)
+        return Outcome(CANCELED, error=exc)
+    except LeaseLost as exc:
+        log.warning("task %s: %s", lease.task_id, exc)
+        return Outcome(STOPPED, error=exc)
+    except Exception as exc:
+        failure = judge(exc)
+        if failure is None:
+            raise
+        level = logging.ERROR if failure.type == Event.FAILED else logging.WARNING
+        log.log(level, "task %s failed: %s", lease.task_id, failure.message)
+        if failure.report:
+            try:
+                lease.event(failure.type, **failure.data)
+            except ApiError as error:
+                log.warning("could not report the failure: %s", error)
+        return Outcome(FAILED, failure=failure, error=exc)
+    return Outcome(SUCCEEDED, result=result)

@@ -1,12 +1,24 @@
 """Progress of long work for people: a bar per phase in a terminal, a log line per
-step of 10% otherwise (services, CI logs)."""
+step of 10% otherwise (services, CI logs). How long work reports its progress
+(``Progress``) and is told to stop: a ``cancel()`` callable it asks between
+steps, and ``Canceled`` when it did."""
 
 import logging
 import sys
+from collections.abc import Callable
 
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
+
+#: progress(phase, percent or None when the total is unknown)
+Progress = Callable[[str, float | None], None]
+#: cancel() returns True when the caller wants the work stopped
+Cancel = Callable[[], bool]
+
+
+class Canceled(Exception):
+    """cancel() returned True: the work stopped half-way, on purpose."""
 
 
 class PhaseBar:

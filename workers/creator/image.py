@@ -1,104 +1,52 @@
 """Build an SD-card image without root: no mount, no loop device.
 
-The base image is copied sparse, grown to the card's usable size, given a data
+The base image is copied sparse, grown to the size the API gives for the order
+(the usable bytes of its card, ``work["image_bytes"]``), given a data
 partition with sfdisk, and the data filesystem is made inside the image file by
 `mke2fs -d` at the partition's offset. The hotspot configuration goes onto the FAT
 boot partition with mtools.
+
+The steps live beside this module: ``partitions`` (sfdisk), ``filesystem``
+(mke2fs), ``hotspot`` (the configuration file) and ``tools`` (running them).
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
-import hashlib
-import json
 import os
 import shutil
-import struct
-import subprocess
 import tempfile
-import zoneinfo
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import yaml
-
 from workers.common.bmap import data_extents
-from workers.creator.capacity import usable_bytes
-from workers.creator.content import Cancel, Canceled, Progress
+from workers.common.progress import Cancel, Progress
+from workers.creator.filesystem import (
+    CHUNK,
+    check_room,
+    make_filesystem,
+    materialize_unwritten,
+    stage,
+)
+from workers.creator.hotspot import CONFIG_NAME, render_config
+from workers.creator.partitions import (
+    Partition,
+    PartitionTable,
+    add_data_partition,
+    boot_partition,
+    data_partition_start,
+    read_partition_table,
+)
+from workers.creator.tools import (
+    BuildCanceled,
+    BuildError,
+    check_cancel,
+    check_tools,
+    run,
+)
 
 PHASES = ("copying base", "partitioning", "building filesystem", "writing config")
-CONFIG_NAME = "hotspot.yaml"
-DATA_LABEL = "data"
-MIB = 1024 * 1024
-#: partitions start on 4 MiB boundaries: the erase-block size of most SD-cards
-ALIGNMENT = 4 * MIB
-CHUNK = 4 * MIB
-#: The journal is written to every card: keep it small on a mostly-read partition
-#: (mke2fs would pick up to 1 GiB on big cards).
-JOURNAL_MIB = 32
-#: Content is mostly big ZIM files: one inode per 256 KiB still allows ~115k files
-#: on a 32 GB card and keeps the inode tables the Pi zeroes on first boot small.
-BYTES_PER_INODE = 256 * 1024
-TOOLS = {"sfdisk": "fdisk", "mke2fs": "e2fsprogs", "mcopy": "mtools"}
-#: Debian keeps sfdisk and mke2fs in the sbin folders, which are not on an
-#: ordinary user's PATH, though on an image file they need no root.
-SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
-FAT_TYPES = {
-    "1",
-    "4",
-    "6",
-    "b",
-    "c",
-    "e",
-    "ef",
-    "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",  # GPT Microsoft basic data
-    "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",  # GPT EFI system
-}
-HOTSPOT_KEYS = (
-    "name",
-    "ssid",
-    "language",
-    "timezone",
-    "admin",
-    "wifi_password",
-    "branding",
-    "content",
-)
-FIEMAP = 0xC020660B
-FIEMAP_EXTENT_LAST = 0x1
-FIEMAP_EXTENT_UNWRITTEN = 0x800
-FICLONE = 0x40049409
-
-
-class BuildError(Exception):
-    """The image could not be built; the message says what to change."""
-
-
-class BuildCanceled(Canceled):
-    """cancel() returned True; every file of the build was removed."""
-
-
-@dataclass(frozen=True)
-class Partition:
-    number: int
-    start: int  # bytes from the start of the image
-    size: int  # bytes
-    type: str
-
-    @property
-    def end(self) -> int:
-        return self.start + self.size
-
-
-@dataclass(frozen=True)
-class PartitionTable:
-    label: str  # "dos" or "gpt"
-    partitions: tuple[Partition, ...]
-
-    def get(self, number: int) -> Partition | None:
-        return next((p for p in self.partitions if p.number == number), None)
 
 
 @dataclass(frozen=True)
@@ -118,7 +66,7 @@ def build_image(
     *,
     base_image: Path,
     output: Path,
-    card_size_gb: int,
+    image_bytes: int,
     content_files: ContentFiles,
     hotspot_config: Mapping,
     work_dir: Path,
@@ -127,7 +75,7 @@ def build_image(
     boot_files: ContentFiles = (),
     config_name: str = CONFIG_NAME,
 ) -> BuiltImage:
-    """Build the card image at `output` and describe it.
+    """Build the card image of `image_bytes` bytes at `output` and describe it.
 
     content_files: (source file, path on the data partition) pairs; sources are
     hard-linked, not copied, into the staging tree mke2fs reads. boot_files:
@@ -135,11 +83,8 @@ def build_image(
     On cancel (BuildCanceled) or any error, the files this build made are removed.
     """
     base_image, output, work_dir = Path(base_image), Path(output), Path(work_dir)
-    try:
-        image_size = usable_bytes(card_size_gb)
-    except ValueError as exc:
-        raise BuildError(str(exc)) from None
-    _check_tools()
+    image_size = _check_size(image_bytes)
+    check_tools()
     contents = _check_content(content_files)
     boots = _check_boot_files(boot_files)
     config_text = render_config(hotspot_config, contents)
@@ -148,13 +93,14 @@ def build_image(
     base_size = base_image.stat().st_size
     if base_size > image_size:
         raise BuildError(
-            f"base image {base_image} ({base_size} bytes) is bigger than a "
-            f"{card_size_gb} GB card can hold ({image_size} bytes): use a bigger card"
+            f"base image {base_image} ({base_size} bytes) is bigger than the "
+            f"image may be ({image_size} bytes, what the card holds): use a bigger "
+            "card"
         )
     base_table = read_partition_table(base_image)
-    boot = _boot_partition(base_table, base_image)
-    data_start = _data_partition_start(base_table, base_image)
-    _check_room(contents, image_size - data_start, card_size_gb)
+    boot = boot_partition(base_table, base_image)
+    data_start = data_partition_start(base_table, base_image)
+    check_room(contents, image_size - data_start, image_size)
 
     report = _Reporter(progress)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +108,7 @@ def build_image(
     part = output.with_name(output.name + ".part")
     scratch = Path(tempfile.mkdtemp(prefix="build-", dir=work_dir))
     try:
-        _check_cancel(cancel)
+        check_cancel(cancel)
         report("copying base", 0)
         sparse_copy(
             base_image,
@@ -173,27 +119,27 @@ def build_image(
         os.truncate(part, image_size)
         report("copying base", 100)
 
-        _check_cancel(cancel)
+        check_cancel(cancel)
         report("partitioning", None)
-        table = _add_data_partition(part, base_table)
+        table = add_data_partition(part, base_table)
         data = table.get(3)
-        _check_room(contents, data.size, card_size_gb)
+        check_room(contents, data.size, image_size)
         report("partitioning", 100)
 
-        _check_cancel(cancel)
+        check_cancel(cancel)
         report("building filesystem", 0)
         staging = scratch / "staging"
-        _stage(contents, staging, cancel)
-        _make_filesystem(part, data, staging, contents, report, cancel)
-        _materialize_unwritten(part, data.start, data.end)
+        stage(contents, staging, cancel)
+        make_filesystem(part, data, staging, contents, report, cancel)
+        materialize_unwritten(part, data.start, data.end)
         report("building filesystem", 100)
 
-        _check_cancel(cancel)
+        check_cancel(cancel)
         report("writing config", None)
         config = scratch / "config.yaml"
         config.write_text(config_text, encoding="utf-8")
         _mcopy(part, boot, [(config, config_name), *boots])
-        _check_cancel(cancel)
+        check_cancel(cancel)
         os.replace(part, output)
     except BaseException:
         part.unlink(missing_ok=True)
@@ -209,95 +155,6 @@ def build_image(
         data_offset=data.start,
         data_size=data.size,
     )
-
-
-def render_config(
-    hotspot_config: Mapping, contents: Sequence[tuple[Path, PurePosixPath]] = ()
-) -> str:
-    """The hotspot configuration YAML written onto the boot partition."""
-    config = dict(hotspot_config)
-    unknown = sorted(set(config) - set(HOTSPOT_KEYS))
-    if unknown:
-        raise BuildError(
-            f"unknown hotspot_config keys {', '.join(unknown)}: "
-            f"use only {', '.join(HOTSPOT_KEYS)}"
-        )
-    name = config.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise BuildError("hotspot_config needs a non-empty 'name'")
-    ssid = config.get("ssid") or name
-    if not isinstance(ssid, str) or not 1 <= len(ssid.encode()) <= 32:
-        raise BuildError(f"SSID {ssid!r} must be 1 to 32 bytes long: shorten it")
-    password = config.get("wifi_password") or None
-    if password is not None and not (
-        isinstance(password, str)
-        and 8 <= len(password) <= 63
-        and password.isascii()
-        and password.isprintable()
-    ):
-        raise BuildError(
-            "the Wi-Fi password must be 8 to 63 printable ASCII characters "
-            "(WPA2), or empty for an open network"
-        )
-    timezone = config.get("timezone") or "UTC"
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-        raise BuildError(
-            f"unknown timezone {timezone!r}: use an IANA name such as Europe/Paris"
-        ) from None
-    admin = config.get("admin")
-    if admin is not None and not (
-        isinstance(admin, Mapping)
-        and set(admin) <= {"login", "password"}
-        and all(isinstance(admin.get(k), str) and admin[k] for k in admin)
-    ):
-        raise BuildError("hotspot_config 'admin' must be {login: ..., password: ...}")
-    branding = config.get("branding")
-    if branding is not None and not isinstance(branding, Mapping):
-        raise BuildError("hotspot_config 'branding' must map names to file names")
-    content = config.get("content")
-    if content is None:
-        content = [
-            {"path": str(dest), "size": src.stat().st_size} for src, dest in contents
-        ]
-    document = {
-        "name": name,
-        "ssid": ssid,
-        "language": config.get("language") or "en",
-        "timezone": timezone,
-        "admin": dict(admin) if admin else None,
-        "wifi_password": password,
-        "branding": dict(branding) if branding else {},
-        "content": list(content),
-    }
-    # JSON round trip: plain types only, so safe_dump never meets a Path or tuple.
-    document = json.loads(json.dumps(document, default=str))
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-
-
-def read_partition_table(image: Path) -> PartitionTable:
-    """The partition table of an image file, as `sfdisk -J` reads it."""
-    result = _run(["sfdisk", "-J", str(image)], what=f"read the partitions of {image}")
-    try:
-        table = json.loads(result.stdout)["partitiontable"]
-    except (ValueError, KeyError):
-        raise BuildError(
-            f"{image} has no partition table: is it a disk image?"
-        ) from None
-    sector = int(table.get("sectorsize", 512))
-    partitions = []
-    for entry in table.get("partitions", []):
-        suffix = entry["node"][len(str(image)) :].lstrip("p")
-        partitions.append(
-            Partition(
-                number=int(suffix),
-                start=int(entry["start"]) * sector,
-                size=int(entry["size"]) * sector,
-                type=str(entry["type"]),
-            )
-        )
-    return PartitionTable(label=table["label"], partitions=tuple(partitions))
 
 
 def sparse_copy(
@@ -316,7 +173,7 @@ def sparse_copy(
         for start, end in ranges:
             position = start
             while position < end:
-                _check_cancel(cancel)
+                check_cancel(cancel)
                 count = min(CHUNK * 16, end - position)
                 copied = _copy_range(source.fileno(), target.fileno(), position, count)
                 position += copied
@@ -343,41 +200,6 @@ def _copy_range(src_fd: int, dest_fd: int, offset: int, count: int) -> int:
     return len(data)
 
 
-def sha256_file(path: Path, progress: Progress | None = None) -> str:
-    """sha256 hex digest of a file, fast on sparse files (holes are not read)."""
-    digest = hashlib.sha256()
-    zeros = memoryview(bytes(CHUNK))
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with Path(path).open("rb", buffering=0) as stream:
-        fd = stream.fileno()
-        size = os.fstat(fd).st_size
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        position = 0
-
-        def hash_zeros(count: int) -> None:
-            while count:
-                step = min(count, CHUNK)
-                digest.update(zeros[:step])
-                count -= step
-
-        for start, end in data_extents(fd, size):
-            hash_zeros(start - position)
-            position = start
-            while position < end:
-                count = os.preadv(fd, [view[: min(CHUNK, end - position)]], position)
-                if count == 0:
-                    raise OSError(f"{path} shrank while being hashed")
-                digest.update(view[:count])
-                position += count
-                if progress and size:
-                    progress("hashing", position * 100.0 / size)
-        hash_zeros(size - position)
-    if progress:
-        progress("hashing", 100.0)
-    return digest.hexdigest()
-
-
 # -- steps --------------------------------------------------------------------------
 
 
@@ -395,22 +217,6 @@ class _Reporter:
         if key != self.last:
             self.last = key
             self.progress(phase, None if percent is None else round(percent, 1))
-
-
-def _check_cancel(cancel: Cancel | None) -> None:
-    if cancel is not None and cancel():
-        raise BuildCanceled("image build canceled")
-
-
-def _check_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool, path=tool_path()) is None]
-    if missing:
-        packages = " ".join(sorted({TOOLS[tool] for tool in missing}))
-        raise BuildError(
-            f"{', '.join(missing)} not found on PATH nor in {', '.join(SBIN)}: "
-            f"install the {packages} "
-            "package(s) (Debian: apt-get install " + packages + ")"
-        )
 
 
 def _check_content(content_files: ContentFiles) -> list[tuple[Path, PurePosixPath]]:
@@ -450,228 +256,24 @@ def _check_boot_files(boot_files: ContentFiles) -> list[tuple[Path, str]]:
     return checked
 
 
-def _boot_partition(table: PartitionTable, image: Path) -> Partition:
-    for partition in table.partitions:
-        if partition.type.upper() in {t.upper() for t in FAT_TYPES}:
-            return partition
-    raise BuildError(
-        f"base image {image} has no FAT boot partition: use a Raspberry Pi image"
-    )
-
-
-def _data_partition_start(table: PartitionTable, image: Path) -> int:
-    numbers = [p.number for p in table.partitions]
-    if numbers == [1, 2, 3]:
-        return table.get(3).start
-    if numbers == [1, 2]:
-        return -(-table.get(2).end // ALIGNMENT) * ALIGNMENT
-    raise BuildError(
-        f"base image {image} has partitions {numbers}: it needs 1 (boot) and 2 "
-        "(root), optionally 3 (data, grown to fill the card)"
-    )
-
-
-def _needed_bytes(contents: Sequence[tuple[Path, PurePosixPath]]) -> int:
-    # Files round up to 4 KiB blocks, plus a block each for directory entries and
-    # extent trees, plus the journal and ~1% of metadata (bitmaps, inode tables).
-    files = sum(-(-src.stat().st_size // 4096) * 4096 + 4096 for src, _ in contents)
-    return files + JOURNAL_MIB * MIB
-
-
-def _check_room(contents, data_size: int, card_size_gb: int) -> None:
-    needed = _needed_bytes(contents)
-    room = int(data_size * 0.99)
-    if needed > room:
+def _check_size(image_bytes) -> int:
+    # The API gives the card's usable bytes; a partition table counts sectors.
+    if (
+        not isinstance(image_bytes, int)
+        or isinstance(image_bytes, bool)
+        or image_bytes <= 0
+        or image_bytes % 512
+    ):
         raise BuildError(
-            f"the content needs about {needed / 1e9:.2f} GB but the data partition of "
-            f"a {card_size_gb} GB card holds {room / 1e9:.2f} GB: choose a bigger "
-            "card or less content"
+            f"the image size {image_bytes!r} is not a whole number of 512-byte "
+            "sectors: give the card's usable bytes, as the API does"
         )
-
-
-def _add_data_partition(image: Path, base_table: PartitionTable) -> PartitionTable:
-    flags = ["--no-reread", "--no-tell-kernel"]
-    if base_table.label == "gpt":
-        # The image grew: the backup GPT header must move to the new end.
-        _run(
-            ["sfdisk", *flags, "--relocate", "gpt-bak-std", str(image)], what="move GPT"
-        )
-    if base_table.get(3) is not None:
-        # Keep the start, take all the space, make it a Linux partition.
-        _run(
-            ["sfdisk", *flags, "-N", "3", str(image)],
-            stdin=", +, L\n",
-            what="grow the data partition",
-        )
-    else:
-        start = _data_partition_start(base_table, image) // 512
-        _run(
-            ["sfdisk", *flags, "--append", str(image)],
-            stdin=f"start={start}, type=L\n",
-            what="add the data partition",
-        )
-    table = read_partition_table(image)
-    if table.get(3) is None:
-        raise BuildError(f"sfdisk did not create partition 3 in {image}")
-    return table
-
-
-def _stage(
-    contents: Sequence[tuple[Path, PurePosixPath]], staging: Path, cancel: Cancel | None
-) -> None:
-    """Build the tree mke2fs copies from, with links to the sources, not copies."""
-    # Directories become the data partition's: the hotspot's services read them.
-    staging.mkdir()
-    os.chmod(staging, 0o755)  # noqa: S103
-    for src, dest in contents:
-        _check_cancel(cancel)
-        target = staging.joinpath(*dest.parts)
-        for parent in reversed(target.relative_to(staging).parents[:-1]):
-            directory = staging / parent
-            if not directory.is_dir():
-                directory.mkdir()
-                os.chmod(directory, 0o755)  # noqa: S103
-        _link_or_copy(src, target)
-
-
-def _link_or_copy(src: Path, target: Path) -> None:
-    # A link shares the source's mode: a file others cannot read is copied instead,
-    # so that the hotspot's services can read it.
-    if src.stat().st_mode & 0o444 == 0o444:
-        try:
-            os.link(src, target)
-            return
-        except OSError as exc:
-            # EXDEV: other filesystem; EPERM: protected_hardlinks, foreign owner.
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
-    with src.open("rb") as source, target.open("wb") as copy:
-        try:
-            fcntl.ioctl(copy.fileno(), FICLONE, source.fileno())
-        except OSError:
-            shutil.copyfileobj(source, copy, CHUNK)
-    os.chmod(target, 0o644)
-
-
-def _make_filesystem(
-    image: Path,
-    data: Partition,
-    staging: Path,
-    contents: Sequence[tuple[Path, PurePosixPath]],
-    report: Callable[[str, float | None], None],
-    cancel: Cancel | None,
-) -> None:
-    options = [
-        f"offset={data.start}",
-        # Discarding would punch holes that mke2fs then trusts as zeroed inode
-        # tables, but holes are not written to the card: stale data would remain.
-        "nodiscard",
-        # Inode tables are zeroed by the kernel on the Pi, not written per card.
-        "lazy_itable_init=1",
-        "root_owner=0:0",
-    ]
-    command = [
-        "mke2fs",
-        "-F",
-        "-q",
-        "-t",
-        "ext4",
-        "-L",
-        DATA_LABEL,
-        "-m",
-        "0",  # nothing runs as root on the data partition: no reserved blocks
-        "-i",
-        str(BYTES_PER_INODE),
-        "-J",
-        f"size={JOURNAL_MIB}",
-        "-E",
-        ",".join(options),
-        "-d",
-        str(staging),
-        str(image),
-        f"{data.size // 1024}k",
-    ]
-    total = sum(src.stat().st_size for src, _ in contents) or 1
-    blocks_before = image.stat().st_blocks
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PATH": tool_path(), "LC_ALL": "C"},
-        text=True,
-    )
-    output = ""
-    try:
-        while True:
-            try:
-                output, _ = process.communicate(timeout=0.25)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if cancel is not None and cancel():
-                raise BuildCanceled("image build canceled")
-            written = (image.stat().st_blocks - blocks_before) * 512
-            report("building filesystem", min(99.0, written * 100.0 / total))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    if process.returncode != 0:
-        raise BuildError(
-            f"mke2fs failed to build the data filesystem (exit {process.returncode}): "
-            f"{output.strip()}"
-        )
-
-
-def _materialize_unwritten(image: Path, start: int, end: int) -> None:
-    """Write real zeros where mke2fs left unwritten (zero-range) extents.
-
-    mke2fs "zeroes" the journal with fallocate(ZERO_RANGE): the blocks read as
-    zeros here but are holes to SEEK_DATA and bmaptool, so they would never reach
-    the card and an old card's data would lie in the new journal.
-    """
-    with image.open("r+b") as stream:
-        fd = stream.fileno()
-        for offset, length in _unwritten_extents(fd, start, end - start):
-            zeros = bytes(min(length, CHUNK))
-            position, stop = max(offset, start), min(offset + length, end)
-            while position < stop:
-                position += os.pwrite(fd, zeros[: stop - position], position)
-        os.fsync(fd)
-
-
-def _unwritten_extents(fd: int, start: int, length: int) -> Iterator[tuple[int, int]]:
-    count = 128
-    header = struct.Struct("=QQIIII")
-    extent = struct.Struct("=QQQQQIIII")
-    position, end = start, start + length
-    while position < end:
-        request = header.pack(position, end - position, 0, 0, count, 0)
-        buffer = bytearray(request + bytes(extent.size * count))
-        try:
-            fcntl.ioctl(fd, FIEMAP, buffer)
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL):
-                return  # no extent map (tmpfs...): nothing is unwritten there
-            raise
-        mapped = header.unpack_from(buffer)[3]
-        if mapped == 0:
-            return
-        for index in range(mapped):
-            logical, _, size, _, _, flags, *_ = extent.unpack_from(
-                buffer, header.size + index * extent.size
-            )
-            if flags & FIEMAP_EXTENT_UNWRITTEN:
-                yield logical, size
-            position = logical + size
-            if flags & FIEMAP_EXTENT_LAST:
-                return
+    return image_bytes
 
 
 def _mcopy(image: Path, boot: Partition, files: Sequence[tuple[Path, str]]) -> None:
     for src, name in files:
-        _run(
+        run(
             [
                 "mcopy",
                 "-D",
@@ -687,33 +289,6 @@ def _mcopy(image: Path, boot: Partition, files: Sequence[tuple[Path, str]]) -> N
         )
 
 
-def tool_path() -> str:
-    """PATH, then the sbin folders it lacks: a tool earlier on PATH still wins."""
-    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
-    return os.pathsep.join(path + [folder for folder in SBIN if folder not in path])
-
-
-def _run(
-    command: list[str],
-    *,
-    what: str,
-    stdin: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        command,
-        input=stdin if stdin is not None else "",
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": tool_path(), "LC_ALL": "C", **(env or {})},
-        check=False,
-    )
-    if result.returncode != 0:
-        message = (result.stderr or result.stdout).strip()
-        raise BuildError(f"could not {what}: {command[0]} failed: {message}")
-    return result
-
-
 __all__ = [
     "PHASES",
     "BuildCanceled",
@@ -724,6 +299,5 @@ __all__ = [
     "build_image",
     "read_partition_table",
     "render_config",
-    "sha256_file",
     "sparse_copy",
 ]

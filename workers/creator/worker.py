@@ -8,7 +8,6 @@ removes its files.
 """
 
 import argparse
-import hashlib
 import logging
 import re
 import shutil
@@ -16,10 +15,18 @@ from pathlib import Path
 
 import requests
 
-from workers.common.api import ApiError, LeaseLost
+from workers.common.api import ApiError
 from workers.common.bmap import create_bmap
-from workers.common.ftp import FtpError, TransferCanceled, upload
-from workers.common.lease import Lease, Stop
+from workers.common.ftp import FtpError, upload
+from workers.common.hashing import sha256_file
+from workers.common.lease import (
+    SUCCEEDED,
+    Failure,
+    Lease,
+    failed,
+    run_under_lease,
+)
+from workers.common.names import WorkerKind
 from workers.common.progress import PhaseBar
 from workers.common.worker import (
     UsageError,
@@ -28,9 +35,10 @@ from workers.common.worker import (
     env_default,
     parse_size,
 )
-from workers.creator.base import prepare_base_image
-from workers.creator.content import Canceled, ContentCache, ContentError
-from workers.creator.image import BuildError, build_image, sha256_file
+from workers.creator.base_image import prepare_base_image
+from workers.creator.cache import ContentCache
+from workers.creator.download import ContentError
+from workers.creator.image import BuildError, build_image
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +118,18 @@ def checksums(entry: dict) -> dict:
     return {kind: digest}
 
 
+def judge(exc: Exception) -> Failure | None:
+    """How a failed build is reported."""
+    if isinstance(exc, ContentError):
+        # A missing file or a wrong checksum will not heal by retrying.
+        return failed(str(exc), retryable=False)
+    if isinstance(exc, BuildError | FtpError | OSError | ApiError):
+        return failed(str(exc))
+    return None
+
+
 class Creator(Worker):
-    kind = "creator"
+    kind = WorkerKind.CREATOR
 
     def __init__(self, options, api=None):
         super().__init__(options, api)
@@ -129,42 +147,22 @@ class Creator(Worker):
         return {**super().claim_body(), **self.capabilities()}
 
     def execute(self, task: dict) -> None:
-        lease = Lease(self.api, task, interval=self.options.renew)
         folder = self.options.work_dir / task["order"]
         bar = PhaseBar(f"order {task['order'][:8]}", mode=self.options.progress)
         try:
-            with lease, bar:
-                result = self.build_and_upload(task, lease, folder, bar)
-                lease.event("succeeded", result=result)
-                log.info("order %s built and uploaded", task["order"])
-        except (Stop, Canceled, TransferCanceled) as exc:
-            self.stopped(lease, exc)
-        except LeaseLost as exc:
-            log.warning("task %s: %s", task["id"], exc)
-        except ContentError as exc:
-            # A missing file or a wrong checksum will not heal by retrying.
-            self.report_failure(lease, str(exc), retryable=False)
-        except (BuildError, FtpError, OSError, ApiError) as exc:
-            self.report_failure(lease, str(exc), retryable=True)
+            outcome = run_under_lease(
+                self.api,
+                task,
+                lambda lease: self.build_and_upload(task, lease, folder, bar),
+                interval=self.options.renew,
+                judge=judge,
+                bar=bar,
+            )
         finally:
+            # Whatever happened, the build's files are of no more use here.
             shutil.rmtree(folder, ignore_errors=True)
-
-    def stopped(self, lease: Lease, exc: Exception) -> None:
-        if lease.canceled.is_set():
-            log.info("task %s canceled; files removed", lease.task_id)
-            try:
-                lease.event("canceled")
-            except ApiError as error:
-                log.warning("could not acknowledge the cancel: %s", error)
-        else:
-            log.warning("task %s stopped: %s", lease.task_id, exc)
-
-    def report_failure(self, lease: Lease, error: str, retryable: bool) -> None:
-        log.error("task %s failed: %s", lease.task_id, error)
-        try:
-            lease.event("failed", error=error[:2000], retryable=retryable)
-        except ApiError as exc:
-            log.warning("could not report the failure: %s", exc)
+        if outcome.state == SUCCEEDED:
+            log.info("order %s built and uploaded", task["order"])
 
     def build_and_upload(self, task, lease: Lease, folder: Path, bar) -> dict:
         work = task["work"]
@@ -213,7 +211,7 @@ class Creator(Worker):
             build_image(
                 base_image=base,
                 output=image,
-                card_size_gb=work["card_size_gb"],
+                image_bytes=work["image_bytes"],
                 content_files=content,
                 hotspot_config={
                     "name": config["name"],
@@ -236,8 +234,11 @@ class Creator(Worker):
         bmap_path = folder / "image.bmap"
         bmap = create_bmap(image, bmap_path)
         lease.progress("hashing", 0)
-        sha256 = sha256_file(image, progress=report("hashing"))
-        bmap_sha256 = hashlib.sha256(bmap_path.read_bytes()).hexdigest()
+        hashing = report("hashing")
+        sha256 = sha256_file(
+            image, progress=lambda done, size: hashing(None, 100.0 * done / size)
+        )
+        bmap_sha256 = sha256_file(bmap_path)
         self.api.post(
             f"api/v1/tasks/{task['id']}/image/",
             {

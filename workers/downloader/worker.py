@@ -12,16 +12,24 @@ or a copy still to do) and deletes the other order folders.
 """
 
 import argparse
-import hashlib
 import logging
 import re
 import shutil
 import time
 from pathlib import Path
 
-from workers.common.api import ApiError, LeaseLost
-from workers.common.ftp import FtpError, TransferCanceled, download
-from workers.common.lease import Lease, Stop
+from workers.common.api import ApiError
+from workers.common.ftp import FtpError, download
+from workers.common.hashing import sha256_file
+from workers.common.lease import (
+    CANCELED,
+    SUCCEEDED,
+    Failure,
+    Lease,
+    failed,
+    run_under_lease,
+)
+from workers.common.names import WorkerKind
 from workers.common.progress import PhaseBar
 from workers.common.worker import (
     UsageError,
@@ -36,7 +44,6 @@ log = logging.getLogger(__name__)
 ORDER_FOLDER = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
-CHUNK = 4 * 1024 * 1024
 
 
 def parser() -> argparse.ArgumentParser:
@@ -61,27 +68,20 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def sha256_file(path: Path, progress=None) -> str:
-    digest = hashlib.sha256()
-    total = path.stat().st_size or 1
-    done = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as handle:
-        while got := handle.readinto(buf):
-            digest.update(view[:got])
-            done += got
-            if progress:
-                progress(100.0 * done / total)
-    return digest.hexdigest()
-
-
 class Refused(Exception):
     """The downloaded file is not the one the creator declared."""
 
 
+def judge(exc: Exception) -> Failure | None:
+    """How a failed download is reported. A refused file was deleted; after
+    other failures the .part files stay: the next attempt resumes them."""
+    if isinstance(exc, Refused | FtpError | OSError | ApiError):
+        return failed(str(exc))
+    return None
+
+
 class Downloader(Worker):
-    kind = "downloader"
+    kind = WorkerKind.DOWNLOADER
 
     @property
     def lease_interval(self) -> float:
@@ -139,38 +139,21 @@ class Downloader(Worker):
         return deleted
 
     def execute(self, task: dict) -> None:
-        lease = Lease(self.api, task, interval=self.lease_interval)
         folder = self.options.image_dir / task["order"]
         bar = PhaseBar(f"order {task['order'][:8]}", mode=self.options.progress)
-        try:
-            with lease, bar:
-                result = self.fetch(task, lease, folder, bar)
-                lease.event("succeeded", result=result)
+        outcome = run_under_lease(
+            self.api,
+            task,
+            lambda lease: self.fetch(task, lease, folder, bar),
+            interval=self.lease_interval,
+            judge=judge,
+            bar=bar,
+        )
+        if outcome.state == SUCCEEDED:
             log.info("order %s: image downloaded and verified", task["order"])
-        except (Stop, TransferCanceled) as exc:
-            if lease.canceled.is_set():
-                shutil.rmtree(folder, ignore_errors=True)
-                log.info("task %s canceled; files removed", task["id"])
-                self.report(lease, "canceled")
-            else:
-                log.warning("task %s stopped: %s", task["id"], exc)
-        except LeaseLost as exc:
-            log.warning("task %s: %s", task["id"], exc)
-        except Refused as exc:
-            self.failed(lease, str(exc))
-        except (FtpError, OSError, ApiError) as exc:
-            # The .part files stay: the next attempt resumes them.
-            self.failed(lease, str(exc))
-
-    def failed(self, lease: Lease, error: str) -> None:
-        log.error("task %s failed: %s", lease.task_id, error)
-        self.report(lease, "failed", error=error[:2000], retryable=True)
-
-    def report(self, lease: Lease, type: str, **data) -> None:
-        try:
-            lease.event(type, **data)
-        except ApiError as exc:
-            log.warning("could not report %s: %s", type, exc)
+        elif outcome.state == CANCELED:
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("task %s: files removed", task["id"])
 
     def image_of(self, task: dict) -> tuple[dict, str]:
         work = task.get("work") or {}
@@ -232,9 +215,9 @@ class Downloader(Worker):
         for remote, name, size, sha in files:
             local = folder / name
 
-            def hashing(percent, hashed=hashed, size=size):
+            def hashing(done, _size, hashed=hashed):
                 lease.check()
-                show("verifying", 100.0 * (hashed + size * percent / 100) / total)
+                show("verifying", 100.0 * (hashed + done) / total)
 
             got_size = local.stat().st_size
             digest = sha256_file(local, hashing)

@@ -15,15 +15,24 @@ not the copy: the API puts the copy back in the queue for the next card.
 """
 
 import argparse
-import hashlib
 import logging
 import os
 import threading
 import time
 from pathlib import Path
 
-from workers.common.api import ApiError, LeaseLost
-from workers.common.lease import Lease, Stop
+from workers.common.api import ApiError
+from workers.common.hashing import sha256_file
+from workers.common.lease import (
+    CANCELED,
+    STOPPED,
+    SUCCEEDED,
+    Failure,
+    Lease,
+    failed,
+    run_under_lease,
+)
+from workers.common.names import CardFailure, Event, SlotState, WorkerKind
 from workers.common.progress import PhaseBar
 from workers.common.worker import UsageError, Worker, add_common_options, env_default
 from workers.writer import flash as engine
@@ -72,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 class Writer(Worker):
-    kind = "writer"
+    kind = WorkerKind.WRITER
 
     @property
     def lease_interval(self) -> float:
@@ -122,7 +131,9 @@ class Writer(Worker):
                     path,
                 )
         super().__init__(options, api)
-        self.slots = {name: Slot(self, name, path) for name, path in paths.items()}
+        self.slots = {
+            name: SlotRunner(self, name, path) for name, path in paths.items()
+        }
         self.tasks_done = threading.Event()  # for --once
         self.monitor: SlotMonitor | None = None
 
@@ -183,7 +194,7 @@ class Writer(Worker):
             if self.monitor is not None:
                 self.monitor.stop()
             for slot in self.slots.values():
-                slot.report("offline", message="The writer is stopped.")
+                slot.report(SlotState.OFFLINE, message="The writer is stopped.")
         return 0
 
     def wake(self, name: str, action: str) -> None:
@@ -193,12 +204,14 @@ class Writer(Worker):
         if self.options.once:
             self.stop()
 
-    def on_progress(self, slot: "Slot", phase: str, done: int, total: int) -> None:
+    def on_progress(
+        self, slot: "SlotRunner", phase: str, done: int, total: int
+    ) -> None:
         """Called for each piece written or verified; a place for tests to act
         at a precise moment (pull a card half-way)."""
 
 
-class Slot:
+class SlotRunner:
     """One card reader and the loop that serves it."""
 
     def __init__(self, writer: Writer, name: str, spec: str):
@@ -235,11 +248,11 @@ class Slot:
         """Look at the slot once and do what its state asks for."""
         card = card_in(self.spec)
         if card is None:
-            if self.spent is not None or self.state != "empty":
+            if self.spent is not None or self.state != SlotState.EMPTY:
                 self.spent = None
                 self.card = None
                 log.info("slot %s: empty; insert a card", self.name)
-                self.report("empty", message="Insert a card.")
+                self.report(SlotState.EMPTY, message="Insert a card.")
             return
         if self.spent is not None:
             if card == self.spent:
@@ -256,7 +269,7 @@ class Slot:
         try:
             engine.check_target(self.path)
         except engine.FlashError as exc:
-            self.finish("failed", f"{exc}. Remove the card.", card)
+            self.finish(SlotState.FAILED, f"{exc}. Remove the card.", card)
             return
         if self.is_file and not self.file_card_usable(card):
             return
@@ -284,7 +297,7 @@ class Slot:
         claimed for it: the engine's refusal would count against the image."""
         if card.capacity % engine.FILE_SECTOR:
             self.finish(
-                "failed",
+                SlotState.FAILED,
                 f"The card file {card.device} has {card.capacity} bytes, not a "
                 f"multiple of {engine.FILE_SECTOR}: remove it and insert one "
                 f"made with truncate -s 8G.",
@@ -293,7 +306,7 @@ class Slot:
             return False
         if not os.access(card.device, os.R_OK | os.W_OK):
             self.finish(
-                "failed",
+                SlotState.FAILED,
                 f"The writer may not read and write the card file {card.device}: "
                 "remove it and insert one it owns.",
                 card,
@@ -307,16 +320,16 @@ class Slot:
         smallest = self.smallest_local_image()
         if smallest is not None and card.capacity < smallest:
             self.finish(
-                "failed",
+                SlotState.FAILED,
                 f"Card too small: it holds {card.capacity} bytes, the images here "
                 f"need at least {smallest}. Remove it and insert a bigger card.",
                 card,
             )
             return
         message = f"Card ready ({gigabytes(card.capacity)}). {reason}".strip()
-        if (self.state, self.message) != ("card_present", message):
+        if (self.state, self.message) != (SlotState.CARD_PRESENT, message):
             log.info("slot %s: %s", self.name, message)
-            self.report("card_present", message=message)
+            self.report(SlotState.CARD_PRESENT, message=message)
 
     def smallest_local_image(self) -> int | None:
         sizes = [
@@ -331,38 +344,58 @@ class Slot:
     def write(self, task: dict, card: Card) -> None:
         image = task["work"]["image"]
         copy = f"copy {task.get('copy_number') or '?'} of order {task['order'][:8]}"
-        lease = Lease(self.api, task, interval=self.writer.lease_interval)
         bar = PhaseBar(f"{self.name}", mode=self.writer.options.progress)
         log.info("slot %s: writing %s", self.name, copy)
-        try:
-            with lease, bar:
-                result = self.flash(task, image, card, lease, bar, copy)
-                lease.event("succeeded", result=result)
-        except Stop as exc:
-            self.stopped(lease, exc, card)
-        except LeaseLost as exc:
-            self.finish("failed", f"{exc} Remove the card.", card)
-        except CardProblem as exc:
-            self.card_failed(lease, exc.reason, str(exc), card)
-        except (engine.InvalidInput, OSError) as exc:
-            # The image on this host is unusable: no card would do better.
-            self.task_failed(lease, str(exc), card)
-        except engine.FlashError as exc:
-            self.card_failed(lease, "write_error", str(exc), card)
-        except ApiError as exc:
-            self.finish("failed", f"The API failed: {exc}. Remove the card.", card)
-        except Exception as exc:
-            # A bug must not leave the task held until its lease expires, nor
-            # let the slot claim the next copy for a card in an unknown state.
-            log.exception("slot %s: writing failed unexpectedly", self.name)
-            self.task_failed(lease, f"the writer failed: {exc!r}", card)
-        else:
+        outcome = run_under_lease(
+            self.api,
+            task,
+            lambda lease: self.flash(task, image, card, lease, bar, copy),
+            interval=self.writer.lease_interval,
+            judge=self.judge,
+            bar=bar,
+        )
+        if outcome.state == SUCCEEDED:
             self.finish(
-                "done",
+                SlotState.DONE,
                 f"{copy.capitalize()} written and verified: remove the card "
                 "and insert the next one.",
                 card,
             )
+        elif outcome.state == CANCELED:
+            self.finish(
+                SlotState.FAILED, "The order was canceled: remove the card.", card
+            )
+        elif outcome.state == STOPPED:
+            why = str(outcome.error).rstrip(".")
+            self.finish(SlotState.FAILED, f"{why}. Remove the card.", card)
+        elif outcome.failure.type == Event.CARD_FAILED:
+            what = CARD_FAILURES[outcome.failure.data["reason"]]
+            self.finish(
+                SlotState.FAILED, f"{what}: remove it and insert another.", card
+            )
+        else:
+            why = outcome.failure.message
+            # The task's event has the whole error; an API failure is told
+            # nowhere but here, so it stays whole.
+            why = why[:180] if outcome.failure.report else why
+            self.finish(SlotState.FAILED, f"{why}. Remove the card.", card)
+
+    def judge(self, exc: Exception) -> Failure:
+        """How a copy that failed is reported: a card problem fails the card
+        only, an unusable image the task."""
+        if isinstance(exc, CardProblem):
+            return card_failure(exc.reason, str(exc))
+        if isinstance(exc, engine.InvalidInput | OSError):
+            # The image on this host is unusable: no card would do better.
+            return failed(str(exc))
+        if isinstance(exc, engine.FlashError):
+            return card_failure(CardFailure.WRITE_ERROR, str(exc))
+        if isinstance(exc, ApiError):
+            return Failure(f"The API failed: {exc}", report=False)
+        # A bug must not leave the task held until its lease expires, nor let
+        # the slot claim the next copy for a card in an unknown state.
+        log.exception("slot %s: writing failed unexpectedly", self.name)
+        return failed(f"the writer failed: {exc!r}")
 
     def flash(self, task, image, card: Card, lease: Lease, bar, copy: str) -> dict:
         folder = self.writer.options.image_dir / task["order"]
@@ -371,7 +404,7 @@ class Slot:
         self.check_image(image, image_path, bmap_path)
         if card.capacity < image["size"]:
             raise CardProblem(
-                "too_small",
+                CardFailure.TOO_SMALL,
                 f"the card holds {card.capacity} bytes but the image needs "
                 f"{image['size']}: use a bigger card",
             )
@@ -385,7 +418,7 @@ class Slot:
             now = time.monotonic()
             if phase != last["phase"] or now - last["at"] >= REPORT_EVERY:
                 last.update(at=now, phase=phase)
-                doing = "Writing" if phase == "writing" else "Verifying"
+                doing = "Writing" if phase == SlotState.WRITING else "Verifying"
                 self.report(
                     phase,
                     percent=percent,
@@ -402,11 +435,11 @@ class Slot:
                 progress=progress,
             )
         except engine.CardTooSmall as exc:
-            raise CardProblem("too_small", str(exc)) from None
+            raise CardProblem(CardFailure.TOO_SMALL, str(exc)) from None
         except engine.CardRemoved as exc:
-            raise CardProblem("removed", str(exc)) from None
+            raise CardProblem(CardFailure.REMOVED, str(exc)) from None
         except engine.VerifyMismatch as exc:
-            raise CardProblem("verify_mismatch", str(exc)) from None
+            raise CardProblem(CardFailure.VERIFY_MISMATCH, str(exc)) from None
         return {
             "slot": self.name,
             "card_capacity": card.capacity,
@@ -434,7 +467,7 @@ class Slot:
         if bmap_path is None:
             return
         try:
-            digest = hashlib.sha256(bmap_path.read_bytes()).hexdigest()
+            digest = sha256_file(bmap_path)
         except FileNotFoundError:
             raise engine.InvalidInput(f"{bmap_path} is missing: {hint}") from None
         if image.get("bmap_sha256") and digest != image["bmap_sha256"]:
@@ -445,44 +478,13 @@ class Slot:
 
     # -- outcomes ----------------------------------------------------------------
 
-    def card_failed(self, lease: Lease, reason: str, message: str, card: Card) -> None:
-        log.warning("slot %s: card failed (%s): %s", self.name, reason, message)
-        try:
-            lease.event("card_failed", reason=reason, message=message[:500])
-        except ApiError as exc:
-            log.warning("slot %s: could not report the card: %s", self.name, exc)
-        what = {
-            "too_small": "The card is too small",
-            "write_error": "The card could not be written",
-            "verify_mismatch": "The card did not verify",
-            "removed": "The card was removed while it was written",
-        }[reason]
-        self.finish("failed", f"{what}: remove it and insert another.", card)
-
-    def task_failed(self, lease: Lease, error: str, card: Card) -> None:
-        log.error("slot %s: task %s failed: %s", self.name, lease.task_id, error)
-        try:
-            lease.event("failed", error=error[:2000], retryable=True)
-        except ApiError as exc:
-            log.warning("slot %s: could not report the failure: %s", self.name, exc)
-        self.finish("failed", f"{error[:180]}. Remove the card.", card)
-
-    def stopped(self, lease: Lease, exc: Exception, card: Card) -> None:
-        if lease.canceled.is_set():
-            try:
-                lease.event("canceled")
-            except ApiError as error:
-                log.warning("could not acknowledge the cancel: %s", error)
-            message = "The order was canceled: remove the card."
-        else:
-            message = f"{exc}. Remove the card."
-        self.finish("failed", message, card)
-
     def finish(self, state: str, message: str, card: Card) -> None:
         self.spent = card
-        level = logging.INFO if state == "done" else logging.WARNING
+        level = logging.INFO if state == SlotState.DONE else logging.WARNING
         log.log(level, "slot %s: %s", self.name, message)
-        self.report(state, percent=100 if state == "done" else 0, message=message)
+        self.report(
+            state, percent=100 if state == SlotState.DONE else 0, message=message
+        )
 
     def report(self, state: str, *, percent: float = 0, message: str = "") -> None:
         """Tell the API what the slot shows; a failed report is not worth a card."""
@@ -491,10 +493,12 @@ class Slot:
         body = {
             "state": state,
             "percent": round(max(0.0, min(100.0, percent)), 1),
-            "card_capacity": card.capacity if card and state != "empty" else None,
+            "card_capacity": card.capacity
+            if card and state != SlotState.EMPTY
+            else None,
             "message": message[:255],
         }
-        if card and card.serial and state != "empty":
+        if card and card.serial and state != SlotState.EMPTY:
             # The API refuses a blank serial; leaving it out clears it.
             body["card_serial"] = card.serial
         try:
@@ -517,6 +521,24 @@ def shown(spec: str, limit: int = DEVICE_PATH_CHARS) -> str:
 def gigabytes(size: int) -> str:
     """Cards are sold in decimal gigabytes: say it the way the label does."""
     return f"{size / 10**9:.1f} GB"
+
+
+#: what the slot tells the operator about a card that failed
+CARD_FAILURES = {
+    CardFailure.TOO_SMALL: "The card is too small",
+    CardFailure.WRITE_ERROR: "The card could not be written",
+    CardFailure.VERIFY_MISMATCH: "The card did not verify",
+    CardFailure.REMOVED: "The card was removed while it was written",
+}
+
+
+def card_failure(reason: str, message: str) -> Failure:
+    """A card that cannot take the copy: the copy waits for another card."""
+    return Failure(
+        message,
+        type=Event.CARD_FAILED,
+        data={"reason": reason, "message": message[:500]},
+    )
 
 
 class CardProblem(Exception):

@@ -1,5 +1,6 @@
 """Fixtures with real parts: base images made with sfdisk/mtools/mke2fs, ZIM files
-made with zimwriterfs, and an HTTP server that honours Range requests."""
+made with zimwriterfs, and an HTTP server that honours Range requests (the
+demo's, recording what it is asked and able to cut a body short)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,18 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-# Shared with the demo (scripts/demo.py); test modules import them from here too.
-from workers.creator.demo import (  # noqa: F401
-    make_base_image,
-    make_zim,
-    png_48x48,
-    run,
-)
+from demo.catalog import ContentServer, RangeHandler, make_zim
+
+# Shared with the demo; test modules import them from here too.
+from demo.inputs import make_base_image, png_48x48, run  # noqa: F401
+
+#: work["image_bytes"] the API gives for an 8 GB and a 16 GB card
+IMAGE_BYTES_8GB = 7_436_500_992
+IMAGE_BYTES_16GB = 14_877_196_288
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +57,9 @@ class ServerState:
         return [rng for p, rng in self.requests if p == path]
 
 
-class RangeHandler(BaseHTTPRequestHandler):
-    """Serves files with single-range `Range: bytes=N-[M]` support."""
-
-    state: ServerState
-
-    def log_message(self, format, *args):
-        pass
+class RecordingHandler(RangeHandler):
+    """The demo's Range server, recording each GET and cutting or slowing
+    bodies as the test's ``ServerState`` says."""
 
     def do_GET(self) -> None:
         state = self.server.state
@@ -72,44 +68,24 @@ class RangeHandler(BaseHTTPRequestHandler):
             state.requests.append((path, self.headers.get("Range")))
             state.active += 1
             state.max_active = max(state.max_active, state.active)
-            cut = state.cut_after.pop(path, None)
+            self.cut = state.cut_after.pop(path, None)
         try:
-            self._send(state, path, cut)
+            super().do_GET()
         finally:
             with state.lock:
                 state.active -= 1
 
-    def _send(self, state: ServerState, path: str, cut: int | None) -> None:
-        file = (state.directory / path.lstrip("/")).resolve()
-        if state.directory not in file.parents or not file.is_file():
-            self.send_error(HTTPStatus.NOT_FOUND)
-            return
-        data = file.read_bytes()
-        start, end = 0, len(data)
-        header = self.headers.get("Range")
-        if header:
-            first, _, last = header.removeprefix("bytes=").partition("-")
-            start = int(first)
-            end = int(last) + 1 if last else len(data)
-            if start >= len(data):
-                self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.end_headers()
-                return
-            self.send_response(HTTPStatus.PARTIAL_CONTENT)
-            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
-        else:
-            self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Length", str(end - start))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        body = data[start:end] if cut is None else data[start : start + cut]
+    def send_body(self, file: Path, start: int, end: int) -> None:
+        state = self.server.state
+        with open(file, "rb") as handle:
+            handle.seek(start)
+            body = handle.read(min(end - start, self.cut or end - start))
         for offset in range(0, len(body), 65536):
             self.wfile.write(body[offset : offset + 65536])
             if state.delay:
                 time.sleep(state.delay)
         self.wfile.flush()
-        if cut is not None:
+        if self.cut is not None:
             self.close_connection = True  # the client sees a short body
 
 
@@ -118,14 +94,10 @@ def http_server(tmp_path):
     """(base URL, state) of a Range-capable HTTP server serving tmp_path/'www'."""
     directory = (tmp_path / "www").resolve()
     directory.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    server.state = ServerState(directory)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", server.state
-    server.shutdown()
-    server.server_close()
+    server = ContentServer(directory, handler=RecordingHandler)
+    server.server.state = ServerState(directory)
+    yield server.url, server.server.state
+    server.close()
 
 
 def publish(state: ServerState, src: Path, name: str | None = None) -> str:

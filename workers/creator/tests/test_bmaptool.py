@@ -9,6 +9,7 @@ import pytest
 
 from workers.common.bmap import create_bmap
 from workers.creator.image import build_image
+from workers.creator.tests.conftest import IMAGE_BYTES_8GB
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
@@ -25,7 +26,7 @@ def test_bmaptool_copy_of_a_built_image_matches_it_on_every_mapped_block(
     build_image(
         base_image=base_image,
         output=image,
-        card_size_gb=8,
+        image_bytes=IMAGE_BYTES_8GB,
         content_files=[(zim, f"zim/{zim.name}") for zim in zim_files],
         hotspot_config={"name": "test", "ssid": "test"},
         work_dir=tmp_path / "work",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.creator.content import ContentCache, ContentError
+from workers.creator.cache import ContentCache
+from workers.creator.download import ContentError
 from workers.creator.tests.conftest import publish, sha256_of
 
 REPO = Path(__file__).resolve().parents[3]
@@ -83,7 +84,7 @@ def test_a_download_killed_halfway_is_resumed_by_the_next_fetch(
     state.delay = 0.05  # ~1.3 MB/s: the kill lands in the middle
     root = tmp_path / "cache"
     child = python(
-        "from workers.creator.content import ContentCache\n"
+        "from workers.creator.cache import ContentCache\n"
         f"ContentCache({str(root)!r}, 10**8).fetch({url + path!r})\n"
     )
     parts = root / "tmp"
@@ -211,7 +212,7 @@ def test_a_pin_held_by_another_process_prevents_eviction(
     root = tmp_path / "cache"
     holder = python(
         "import sys\n"
-        "from workers.creator.content import ContentCache\n"
+        "from workers.creator.cache import ContentCache\n"
         f"path = ContentCache({str(root)!r}, 1_600_000).fetch({medium!r})\n"
         "print(path, flush=True)\n"
         "sys.stdin.read()\n"
@@ -272,7 +273,7 @@ def test_two_processes_fetching_the_same_url_download_it_once(
     path = publish(state, zim_files[1])
     state.delay = 0.02
     code = (
-        "from workers.creator.content import ContentCache\n"
+        "from workers.creator.cache import ContentCache\n"
         f"print(ContentCache({str(tmp_path / 'cache')!r}, 10**8).fetch({url + path!r}))"
     )
     children = [python(code) for _ in range(2)]

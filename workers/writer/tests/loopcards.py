@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.writer.loopdev import LoopSlot, loop_missing
+from demo.cards import LoopCardSlot, loop_missing
 
 MiB = 1024 * 1024
 OLD = b"\xaa"  # what a card holds before it is written
@@ -38,12 +38,13 @@ def make_card(path: Path, size: int = 80 * MiB) -> Path:
 
 
 @pytest.fixture
-def loop_slots():
-    """loop_slots() -> a new LoopSlot; all are detached and removed afterwards."""
-    made: list[LoopSlot] = []
+def loop_card_slots():
+    """loop_card_slots() -> a new LoopCardSlot; all are detached and removed
+    afterwards."""
+    made: list[LoopCardSlot] = []
 
-    def make() -> LoopSlot:
-        slot = LoopSlot()
+    def make() -> LoopCardSlot:
+        slot = LoopCardSlot()
         made.append(slot)
         return slot
 

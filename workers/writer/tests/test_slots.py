@@ -7,10 +7,10 @@ import queue
 
 import pytest
 
-from workers.writer.loopdev import FileSlot, SlotError
+from demo.cards import CardSlotError, FileCardSlot
 from workers.writer.slots import SlotMonitor, card_in, parse_slots
 from workers.writer.tests.loopcards import MiB, make_card, needs_loop
-from workers.writer.tests.loopcards import loop_slots as loop_slots  # fixture
+from workers.writer.tests.loopcards import loop_card_slots as loop_card_slots  # fixture
 
 
 def events_of(monitor_slots):
@@ -38,8 +38,8 @@ def drain(seen: queue.Queue, wait: float = 0.3) -> list:
 
 
 @needs_loop
-def test_pyudev_sees_a_card_go_in_and_out_of_its_slot(loop_slots, tmp_path):
-    slot = loop_slots()
+def test_pyudev_sees_a_card_go_in_and_out_of_its_slot(loop_card_slots, tmp_path):
+    slot = loop_card_slots()
     card = make_card(tmp_path / "card.raw", 16 * MiB)
     monitor, seen = events_of({"slot-1": slot.device})
     try:
@@ -54,8 +54,8 @@ def test_pyudev_sees_a_card_go_in_and_out_of_its_slot(loop_slots, tmp_path):
 
 
 @needs_loop
-def test_events_of_other_devices_do_not_wake_a_slot(loop_slots, tmp_path):
-    ours, other = loop_slots(), loop_slots()
+def test_events_of_other_devices_do_not_wake_a_slot(loop_card_slots, tmp_path):
+    ours, other = loop_card_slots(), loop_card_slots()
     monitor, seen = events_of({"slot-1": ours.device})
     try:
         other.insert(make_card(tmp_path / "other.raw", 8 * MiB))
@@ -69,8 +69,10 @@ def test_events_of_other_devices_do_not_wake_a_slot(loop_slots, tmp_path):
 
 
 @needs_loop
-def test_a_card_is_present_with_its_capacity_only_while_attached(loop_slots, tmp_path):
-    slot = loop_slots()
+def test_a_card_is_present_with_its_capacity_only_while_attached(
+    loop_card_slots, tmp_path
+):
+    slot = loop_card_slots()
     card = make_card(tmp_path / "card.raw", 24 * MiB)
 
     assert card_in(slot.device) is None  # a loop device without a file: size 0
@@ -86,8 +88,8 @@ def test_a_card_is_present_with_its_capacity_only_while_attached(loop_slots, tmp
 
 
 @needs_loop
-def test_a_slot_path_that_is_a_symlink_is_followed(loop_slots, tmp_path):
-    slot = loop_slots()
+def test_a_slot_path_that_is_a_symlink_is_followed(loop_card_slots, tmp_path):
+    slot = loop_card_slots()
     stable = tmp_path / "by-path-usb-0:1"
     stable.symlink_to(slot.device)
     slot.insert(make_card(tmp_path / "card.raw", 8 * MiB))
@@ -137,7 +139,7 @@ def test_file_slots_are_read_beside_device_slots_and_keep_their_prefix():
 
 
 def test_a_file_slot_holds_the_card_file_its_path_points_to(tmp_path):
-    slot = FileSlot(tmp_path / "slots" / "slot-1")
+    slot = FileCardSlot(tmp_path / "slots" / "slot-1")
     card = make_card(tmp_path / "card.raw", 8 * MiB)
 
     assert card_in(slot.device) is None  # the path does not exist
@@ -189,12 +191,12 @@ def test_a_long_card_path_gives_a_serial_of_its_last_100_characters(tmp_path):
 
 
 def test_a_file_slot_takes_one_card_at_a_time(tmp_path):
-    slot = FileSlot(tmp_path / "slot-1")
+    slot = FileCardSlot(tmp_path / "slot-1")
     slot.insert(make_card(tmp_path / "one.raw", MiB))
 
-    with pytest.raises(SlotError, match="holds a card already"):
+    with pytest.raises(CardSlotError, match="holds a card already"):
         slot.insert(make_card(tmp_path / "two.raw", MiB))
-    with pytest.raises(SlotError, match="no such file"):
-        FileSlot(tmp_path / "slot-2").insert(tmp_path / "none.raw")
+    with pytest.raises(CardSlotError, match="no such file"):
+        FileCardSlot(tmp_path / "slot-2").insert(tmp_path / "none.raw")
     slot.close()
     assert not (tmp_path / "slot-1").exists()

@@ -1,5 +1,5 @@
-"""Small real inputs for the demo and the end-to-end test, made without root or
-network: a Raspberry-Pi-like base image and real ZIM files.
+"""Small real inputs for the demo and the tests, made without root or network:
+a Raspberry-Pi-like base image and a PNG (the ZIM files are ``catalog``'s).
 
 The creator's default base image is a download; offline demos and CI cannot fetch
 it, so they build a 128 MiB stand-in with the same layout (FAT32 boot, ext4 root)
@@ -8,16 +8,14 @@ using the tools the creator needs anyway (sfdisk, mtools, mke2fs).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import random
 import shutil
 import struct
 import subprocess
 import zlib
 from pathlib import Path
 
-from workers.creator.image import tool_path
+from workers.creator.tools import tool_path
 
 MIB = 1024 * 1024
 BASE_SIZE = 128 * MIB
@@ -118,40 +116,3 @@ def png_48x48() -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
-
-
-def make_zim(folder: Path, name: str, *, payload_bytes: int, seed: int) -> Path:
-    """A real ZIM file with ``payload_bytes`` of incompressible data inside."""
-    folder.mkdir(parents=True, exist_ok=True)
-    zim = folder / f"{name}.zim"
-    html = folder / f"{name}-html"
-    shutil.rmtree(html, ignore_errors=True)
-    html.mkdir(parents=True)
-    (html / "illustration.png").write_bytes(png_48x48())
-    (html / "index.html").write_text(
-        f"<html><head><title>{name}</title></head>"
-        f"<body><h1>{name}</h1><a href='page.html'>page</a></body></html>"
-    )
-    (html / "page.html").write_text("<html><body><p>Offline content.</p></body></html>")
-    # Filler that does not compress, not a secret.
-    blob = random.Random(seed).randbytes(payload_bytes)  # noqa: S311
-    (html / "blob.bin").write_bytes(blob)
-    zim.unlink(missing_ok=True)  # zimwriterfs refuses to overwrite
-    try:
-        run(
-            "zimwriterfs", "--welcome=index.html", "--illustration=illustration.png",
-            "--language=eng", f"--title={name}", "--description=demo content",
-            "--creator=imager demo", "--publisher=imager demo", "--withoutFTIndex",
-            str(html), str(zim),
-        )  # fmt: skip
-    finally:
-        shutil.rmtree(html, ignore_errors=True)
-    return zim
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()

@@ -15,25 +15,25 @@ from apps.orders.pipeline import cancel_order
 from apps.scheduler.models import Slot, Task, TaskEvent, TaskStatus
 from apps.scheduler.testing import World
 from apps.scheduler.testing import order as place_order
-from workers.common.api import ApiClient
-from workers.common.bmap import load_bmap
-from workers.downloader.tests.hosting import (
+from demo.cards import FileCardSlot
+from tests.hosting import (
     ImageFiles,
     downloaded_to,
     make_image,
     verified_image,
     wait_for,
 )
+from workers.common.api import ApiClient
+from workers.common.bmap import load_bmap
 from workers.writer.flash import FILE_SECTOR, verify
-from workers.writer.loopdev import FileSlot
 from workers.writer.tests.loopcards import (
     OLD,
-    LoopSlot,
+    LoopCardSlot,
     MiB,
     make_card,
     needs_loop,
 )
-from workers.writer.tests.loopcards import loop_slots as loop_slots  # fixture
+from workers.writer.tests.loopcards import loop_card_slots as loop_card_slots  # fixture
 from workers.writer.worker import Writer, parser
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,7 +64,7 @@ class Host:
     def card(self, name: str) -> Path:
         return make_card(self.cards / f"{name}.raw")
 
-    def writer(self, slots: dict[str, LoopSlot], cls=Writer) -> "Running":
+    def writer(self, slots: dict[str, LoopCardSlot], cls=Writer) -> "Running":
         args = ["--api", self.url, "--username", "writer-host", "--host", "host-1"]
         args += ["--image-dir", str(self.image_dir), "--progress", "log"]
         args += ["--poll", "0.5"]
@@ -92,8 +92,8 @@ class Running:
 
 
 @pytest.fixture
-def host(live_server, tmp_path, loop_slots):
-    # Asks for loop_slots so that the writers stop before the devices go.
+def host(live_server, tmp_path, loop_card_slots):
+    # Asks for loop_card_slots so that the writers stop before the devices go.
     world = World()
     files = make_image(tmp_path / "built")
     cards = tmp_path / "cards"
@@ -125,12 +125,14 @@ def holds_the_image(card: Path, files: ImageFiles) -> bool:
 
 @pytest.mark.parametrize("kind", [pytest.param("loop", marks=needs_loop), "file"])
 def test_pulling_a_card_mid_write_fails_that_card_and_the_next_card_completes_it(
-    host, loop_slots, tmp_path, kind
+    host, loop_card_slots, tmp_path, kind
 ):
     _order, [task] = host.order_with_copies(1)
     # Pulling is losetup -d for a loop device (it loses its medium), and the
     # link going away for a file slot.
-    slot = loop_slots() if kind == "loop" else FileSlot(tmp_path / "slots" / "s1")
+    slot = (
+        loop_card_slots() if kind == "loop" else FileCardSlot(tmp_path / "slots" / "s1")
+    )
     first, second = host.card("first"), host.card("second")
     pulled = []
 
@@ -175,9 +177,9 @@ def test_pulling_a_card_mid_write_fails_that_card_and_the_next_card_completes_it
 
 
 @needs_loop
-def test_two_slots_write_two_copies_at_the_same_time(host, loop_slots):
+def test_two_slots_write_two_copies_at_the_same_time(host, loop_card_slots):
     order, tasks = host.order_with_copies(2)
-    slots = {"slot-1": loop_slots(), "slot-2": loop_slots()}
+    slots = {"slot-1": loop_card_slots(), "slot-2": loop_card_slots()}
     cards = {name: host.card(name) for name in slots}
     both_writing = threading.Barrier(2, timeout=30)
     met: dict[str, int] = {}
@@ -212,9 +214,11 @@ def test_two_slots_write_two_copies_at_the_same_time(host, loop_slots):
 
 
 @needs_loop
-def test_a_finished_card_is_not_written_again_until_it_is_taken_out(host, loop_slots):
+def test_a_finished_card_is_not_written_again_until_it_is_taken_out(
+    host, loop_card_slots
+):
     _order, tasks = host.order_with_copies(2)
-    slot = loop_slots()
+    slot = loop_card_slots()
     host.writer({"slot-1": slot})
     slot.insert(host.card("one"))
 
@@ -240,10 +244,10 @@ def test_a_finished_card_is_not_written_again_until_it_is_taken_out(host, loop_s
 
 @needs_loop
 def test_a_card_smaller_than_the_image_gets_no_copy_and_the_slot_says_why(
-    host, loop_slots
+    host, loop_card_slots
 ):
     _order, [task] = host.order_with_copies(1)
-    slot = loop_slots()
+    slot = loop_card_slots()
     small = make_card(host.cards / "small.raw", 32 * MiB)
     host.writer({"slot-1": slot})
 
@@ -259,10 +263,10 @@ def test_a_card_smaller_than_the_image_gets_no_copy_and_the_slot_says_why(
 
 @needs_loop
 def test_an_order_canceled_mid_write_stops_the_copy_and_asks_for_the_card(
-    host, loop_slots
+    host, loop_card_slots
 ):
     order, [task] = host.order_with_copies(1)
-    slot = loop_slots()
+    slot = loop_card_slots()
     writing, canceled = threading.Event(), threading.Event()
 
     class CancelingWriter(Writer):
@@ -304,7 +308,7 @@ class Reader:
 
 def test_a_card_file_in_a_file_slot_gets_its_copy_written_and_verified(host, tmp_path):
     _order, [task] = host.order_with_copies(1)
-    slot = FileSlot(tmp_path / "slots" / "slot-1")
+    slot = FileCardSlot(tmp_path / "slots" / "slot-1")
     card = host.card("first")
     # A reader slot beside it: the udev monitor watches that one alone.
     host.writer({"slot-1": slot, "reader": Reader()})
@@ -343,7 +347,7 @@ def test_a_card_file_the_engine_could_not_write_fails_in_the_slot_not_the_copy(
     host, tmp_path
 ):
     _order, [task] = host.order_with_copies(1)
-    slot = FileSlot(tmp_path / "slots" / "slot-1")
+    slot = FileCardSlot(tmp_path / "slots" / "slot-1")
     odd = tmp_path / "cards" / "odd.raw"
     odd.write_bytes(OLD * (64 * MiB + 512))  # O_DIRECT needs whole 4096-byte blocks
     host.writer({"slot-1": slot})

@@ -10,13 +10,9 @@ from typing import BinaryIO
 
 import zstandard
 
-from workers.creator.content import (
-    Cancel,
-    Canceled,
-    ContentCache,
-    ContentError,
-    Progress,
-)
+from workers.common.progress import Cancel, Canceled, Progress
+from workers.creator.cache import ContentCache
+from workers.creator.download import ContentError
 
 BLOCK = 4096
 CHUNK = 4 * 1024 * 1024

@@ -10,7 +10,8 @@ Layout under the cache root::
 
 A build pins the entries it uses with a shared flock on the entry file; eviction
 takes an exclusive non-blocking flock, so a pinned entry (in any process) is never
-evicted, and a crashed build's pins vanish with its file descriptors.
+evicted, and a crashed build's pins vanish with its file descriptors. The bytes
+themselves move in ``download.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import json
 import os
 import re
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -30,31 +30,16 @@ from pathlib import Path
 
 import requests
 
-#: progress(phase, percent or None when the total is unknown)
-Progress = Callable[[str, float | None], None]
-#: cancel() returns True when the caller wants the work stopped
-Cancel = Callable[[], bool]
-
-CHUNK = 1024 * 1024
-READ_SIZE = 64 * 1024
-HEX_LENGTHS = {"sha256": 64, "md5": 32}
-TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
-
-
-class ContentError(Exception):
-    """A download or local file could not be used; the message names the URL."""
-
-
-class Canceled(Exception):
-    """The caller's cancel() returned True."""
-
-
-class _Interrupted(Exception):
-    """The server closed the connection before the whole body arrived."""
-
-
-def _new_hashers() -> dict[str, hashlib._Hash]:
-    return {"sha256": hashlib.sha256(), "md5": hashlib.md5(usedforsecurity=False)}
+from workers.common.progress import Cancel, Canceled, Progress
+from workers.creator.download import (
+    ContentError,
+    OnBytes,
+    check_digests,
+    download,
+    expected_checksums,
+    file_digests,
+    published_checksum,
+)
 
 
 def local_path(source: str | os.PathLike) -> Path | None:
@@ -74,51 +59,7 @@ def _url_filename(url: str) -> str:
     return name or "content"
 
 
-def _expected_checksums(
-    sha256: str | None = None, md5: str | None = None
-) -> dict[str, str]:
-    expected = {}
-    for algo, value in (("sha256", sha256), ("md5", md5)):
-        if value:
-            value = value.strip().lower()
-            if not re.fullmatch(f"[0-9a-f]{{{HEX_LENGTHS[algo]}}}", value):
-                raise ContentError(
-                    f"{value!r} is not a {algo} checksum "
-                    f"({HEX_LENGTHS[algo]} hexadecimal digits expected)"
-                )
-            expected[algo] = value
-    return expected
-
-
-def _check_digests(source: str, expected: Mapping[str, str], actual: Mapping) -> None:
-    for algo, value in expected.items():
-        if actual[algo] != value:
-            raise ContentError(
-                f"{source}: {algo} checksum mismatch (expected {value}, got "
-                f"{actual[algo]}): the file is corrupt or the checksum is outdated"
-            )
-
-
-def hash_file(
-    path: Path, *, on_bytes: Callable[[int, int], None] | None = None
-) -> dict[str, str]:
-    """sha256 and md5 hex digests of a whole file."""
-    hashers = _new_hashers()
-    total = path.stat().st_size
-    done = 0
-    with path.open("rb") as stream:
-        while chunk := stream.read(CHUNK):
-            for hasher in hashers.values():
-                hasher.update(chunk)
-            done += len(chunk)
-            if on_bytes:
-                on_bytes(done, total)
-    return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
-
-
-def _percent_reporter(
-    progress: Progress | None, phase: str
-) -> Callable[[int, int | None], None] | None:
+def _percent_reporter(progress: Progress | None, phase: str) -> OnBytes | None:
     if progress is None:
         return None
 
@@ -126,6 +67,26 @@ def _percent_reporter(
         progress(phase, min(100.0, done * 100.0 / total) if total else None)
 
     return on_bytes
+
+
+@contextlib.contextmanager
+def _unpinned(path: Path) -> Iterator[bool | None]:
+    """True while we hold `path` exclusively (no build pins it), False when a
+    build pins it, None when it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
 
 
 class ContentCache:
@@ -227,7 +188,7 @@ class ContentCache:
         def stop() -> bool:
             return failed.is_set() or bool(cancel and cancel())
 
-        def on_bytes_for(index: int) -> Callable[[int, int | None], None]:
+        def on_bytes_for(index: int) -> OnBytes:
             def on_bytes(done: int, total: int | None) -> None:
                 with state_lock:
                     state[index] = [done, total]
@@ -321,17 +282,8 @@ class ContentCache:
 
     def is_pinned(self, path: Path) -> bool:
         """True when some build (any process, this one included) pins `path`."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        with _unpinned(path) as free:
+            return free is False
 
     def entries(self) -> list[Path]:
         """Cached entry paths, least recently used first."""
@@ -402,20 +354,11 @@ class ContentCache:
         return True
 
     def _try_evict(self, path: Path) -> bool:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        else:
-            path.unlink(missing_ok=True)
-            (self.root / "meta" / f"{path.name}.json").unlink(missing_ok=True)
-            return True
-        finally:
-            os.close(fd)
+        with _unpinned(path) as free:
+            if free:
+                path.unlink(missing_ok=True)
+                (self.root / "meta" / f"{path.name}.json").unlink(missing_ok=True)
+            return free is not False
 
     def _make_room(self, need: int, replacing: Path | None = None) -> tuple[bool, int]:
         """Evict unpinned LRU entries until `need` more bytes fit; call under .lock."""
@@ -464,10 +407,10 @@ class ContentCache:
         sha256: str | None,
         md5: str | None,
         size: int | None,
-        on_bytes: Callable[[int, int | None], None] | None,
+        on_bytes: OnBytes | None,
         cancel: Cancel | None,
     ) -> Path:
-        expected = _expected_checksums(sha256, md5)
+        expected = expected_checksums(sha256, md5)
         path = local_path(url)
         if path is not None:
             return self._fetch_local(path, expected, size, on_bytes)
@@ -487,11 +430,21 @@ class ContentCache:
                     on_bytes(meta["size"], meta["size"])
                 return data
             if not expected:
-                expected = self._published_checksum(source)
+                expected = published_checksum(self._session(), source, self.timeout)
             part = self.root / "tmp" / f"{name}.part"
-            digests, total = self._download(source, part, size, on_bytes, cancel)
+            digests, total = download(
+                self._session(),
+                source,
+                part,
+                size=size,
+                on_bytes=on_bytes,
+                cancel=cancel,
+                retries=self.retries,
+                timeout=self.timeout,
+                reserve=self._reserve,
+            )
             try:
-                _check_digests(source, expected, digests)
+                check_digests(source, expected, digests)
             except ContentError:
                 part.unlink(missing_ok=True)
                 raise
@@ -510,7 +463,7 @@ class ContentCache:
         path: Path,
         expected: dict[str, str],
         size: int | None,
-        on_bytes: Callable[[int, int | None], None] | None,
+        on_bytes: OnBytes | None,
     ) -> Path:
         if not path.is_file():
             raise ContentError(f"{path}: no such file: check the path")
@@ -524,150 +477,16 @@ class ContentCache:
                 sidecar = path.with_name(f"{path.name}.{algo}")
                 if sidecar.is_file():
                     token = (sidecar.read_text().split() or [""])[0]
-                    expected = _expected_checksums(**{algo: token})
+                    expected = expected_checksums(**{algo: token})
                     break
         if expected:
-            _check_digests(str(path), expected, hash_file(path, on_bytes=on_bytes))
+            check_digests(str(path), expected, file_digests(path, on_bytes=on_bytes))
         elif on_bytes:
             on_bytes(path.stat().st_size, path.stat().st_size)
         return path
-
-    def _published_checksum(self, url: str) -> dict[str, str]:
-        for algo in ("sha256", "md5"):
-            checksum_url = f"{url}.{algo}"
-            try:
-                response = self._session().get(checksum_url, timeout=self.timeout)
-            except requests.RequestException as exc:
-                raise ContentError(f"{checksum_url}: cannot download: {exc}") from exc
-            if response.status_code == 404:
-                continue
-            if not response.ok:
-                raise ContentError(
-                    f"{checksum_url}: HTTP {response.status_code} {response.reason}"
-                )
-            token = (response.text.split() or [""])[0]
-            try:
-                return _expected_checksums(**{algo: token})
-            except ContentError as exc:
-                raise ContentError(f"{checksum_url}: {exc}") from None
-        raise ContentError(
-            f"{url}: no checksum given and neither {url}.sha256 nor {url}.md5 exists: "
-            "pass sha256= or md5=, or publish a checksum file beside the content"
-        )
-
-    def _download(
-        self,
-        url: str,
-        part: Path,
-        size: int | None,
-        on_bytes: Callable[[int, int | None], None] | None,
-        cancel: Cancel | None,
-    ) -> tuple[dict[str, str], int]:
-        """Download into `part`, resuming what is there; (digests, size)."""
-        hashers, hashed = _new_hashers(), 0
-        failures = 0
-        while True:
-            offset = part.stat().st_size if part.exists() else 0
-            try:
-                with self._session().get(
-                    url,
-                    headers={"Range": f"bytes={offset}-"} if offset else {},
-                    stream=True,
-                    timeout=self.timeout,
-                ) as response:
-                    status = response.status_code
-                    if status == 416 and offset:
-                        part.unlink(missing_ok=True)  # bigger than the file: restart
-                        raise _Interrupted(f"server refused to resume at {offset}")
-                    if status == 404:
-                        raise ContentError(f"{url}: not found (HTTP 404): fix the URL")
-                    if status in TRANSIENT_HTTP:
-                        raise _Interrupted(f"HTTP {status} {response.reason}")
-                    if status not in (200, 206):
-                        raise ContentError(f"{url}: HTTP {status} {response.reason}")
-                    start, total = _response_range(response)
-                    if status == 206 and start != offset:
-                        part.unlink(missing_ok=True)
-                        raise _Interrupted(f"asked for byte {offset}, got {start}")
-                    if status == 200:
-                        offset = 0  # the server ignores Range: start over
-                    if size is not None and total is not None and total != size:
-                        part.unlink(missing_ok=True)
-                        raise ContentError(
-                            f"{url}: the server has {total} bytes, expected {size}: "
-                            "the content changed or the size is wrong"
-                        )
-                    if total is not None:
-                        self._reserve(total - offset)
-                    if hashed != offset:
-                        hashers, hashed = self._hash_prefix(part, offset)
-                    with part.open("r+b" if offset else "wb") as out:
-                        out.seek(offset)
-                        out.truncate()
-                        # Small reads: a cut connection loses at most one read.
-                        for chunk in response.iter_content(READ_SIZE):
-                            if cancel and cancel():
-                                raise Canceled(f"download of {url} canceled")
-                            out.write(chunk)
-                            for hasher in hashers.values():
-                                hasher.update(chunk)
-                            hashed += len(chunk)
-                            if on_bytes:
-                                on_bytes(hashed, total if total is not None else size)
-                    if total is not None and hashed != total:
-                        raise _Interrupted(f"got {hashed} of {total} bytes")
-                    if size is not None and hashed != size:
-                        part.unlink(missing_ok=True)
-                        raise ContentError(f"{url}: got {hashed} bytes, not {size}")
-                    return {a: h.hexdigest() for a, h in hashers.items()}, hashed
-            except TRANSIENT_ERRORS as exc:
-                failures += 1
-                if failures > self.retries:
-                    raise ContentError(
-                        f"{url}: download failed {failures} times, last: {exc}; "
-                        "the partial file is kept and the next fetch resumes it"
-                    ) from exc
-                time.sleep(min(0.1 * 2**failures, 5.0))
-            except requests.RequestException as exc:
-                raise ContentError(f"{url}: download failed: {exc}") from exc
-
-    @staticmethod
-    def _hash_prefix(part: Path, length: int) -> tuple[dict, int]:
-        hashers = _new_hashers()
-        if length:
-            with part.open("rb") as stream:
-                remaining = length
-                while remaining and (chunk := stream.read(min(CHUNK, remaining))):
-                    for hasher in hashers.values():
-                        hasher.update(chunk)
-                    remaining -= len(chunk)
-        return hashers, length
 
     def _reserve(self, need: int) -> None:
         # Best effort: evict before writing so the disk does not fill up; the
         # limit itself is enforced when the download is committed.
         with self._flock(self.root / ".lock"):
             self._make_room(need)
-
-
-#: worth a retry: the connection dropped or stalled, or the body came short
-TRANSIENT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    _Interrupted,
-)
-
-
-def _response_range(response: requests.Response) -> tuple[int, int | None]:
-    """(first byte offset, total size or None) of a 200 or 206 response."""
-    if response.status_code == 206:
-        match = re.fullmatch(
-            r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "")
-        )
-        if match:
-            total = match.group(3)
-            return int(match.group(1)), None if total == "*" else int(total)
-        raise _Interrupted("206 response without a usable Content-Range")
-    length = response.headers.get("Content-Length")
-    return 0, int(length) if length and length.isdigit() else None

@@ -13,8 +13,7 @@ from apps.accounts.testing import PASSWORD
 from apps.scheduler.models import Task, TaskEvent, TaskKind, TaskStatus
 from apps.scheduler.testing import World
 from apps.scheduler.testing import order as place_order
-from workers.common.api import ApiClient
-from workers.downloader.tests.hosting import (
+from tests.hosting import (
     ImageFiles,
     MiB,
     Warehouse,
@@ -23,10 +22,11 @@ from workers.downloader.tests.hosting import (
     verified_image,
     warehouse,
 )
+from workers.common.api import ApiClient
 from workers.downloader.worker import Downloader, parser
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

@@ -12,7 +12,10 @@ from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
 from workers.common.bmap import load_bmap
+from workers.creator.tests.conftest import base_image as base_image  # fixture
+from workers.creator.tests.conftest import http_server as http_server  # fixture
 from workers.creator.tests.conftest import publish, run
+from workers.creator.tests.conftest import zim_files as zim_files  # fixture
 from workers.creator.worker import Creator, parser
 
 pytestmark = pytest.mark.django_db(transaction=True)

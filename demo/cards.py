@@ -1,11 +1,12 @@
-"""Card readers for the demo and the tests, two kinds with one interface
-(``device``: what the writer's ``--slot NAME=`` gets; ``insert(card_file)``,
-``remove()``, ``close()``; ``card``: the file in it or None).
+"""Cards for the demo and the tests: blank card files, and card readers of two
+kinds with one interface (``device``: what the writer's ``--slot NAME=`` gets;
+``insert(card_file)``, ``remove()``, ``close()``; ``card``: the file in it or
+None).
 
-- LoopSlot: a loop device. ``losetup DEV FILE`` is a card going in,
+- LoopCardSlot: a loop device. ``losetup DEV FILE`` is a card going in,
   ``losetup -d DEV`` a card coming out. Needs root; the writer then sees a block
   device and its kernel events, as with a real reader.
-- FileSlot: a file slot (``file:PATH``). A card going in is PATH becoming a
+- FileCardSlot: a file slot (``file:PATH``). A card going in is PATH becoming a
   symlink to the card file, coming out is the symlink going. Needs no root.
 """
 
@@ -17,11 +18,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from workers.writer.flash import FlashError, verify
+
 LOOP_CTL_ADD, LOOP_CTL_REMOVE = 0x4C80, 0x4C81
+CARD_BYTES = 8 * 10**9  # a nominal 8 GB card
 
 
 def loop_missing() -> str | None:
-    """What this machine lacks for LoopSlot, or None."""
+    """What this machine lacks for LoopCardSlot, or None."""
     if os.geteuid() != 0:
         return "root, to attach loop devices as cards"
     if not Path("/dev/loop-control").exists():
@@ -31,15 +35,15 @@ def loop_missing() -> str | None:
     return None
 
 
-class SlotError(Exception):
+class CardSlotError(Exception):
     """A card could not be put in or taken out of a slot."""
 
 
-class LoopError(SlotError):
+class LoopError(CardSlotError):
     """A loop device could not be made, filled or emptied."""
 
 
-class LoopSlot:
+class LoopCardSlot:
     """A card reader: a loop device of our own at a high number, so that
     ``losetup -f`` elsewhere (which takes the lowest free one) never writes
     through it while it has no card."""
@@ -101,7 +105,7 @@ class LoopSlot:
             os.close(control)
 
 
-class FileSlot:
+class FileCardSlot:
     """A file slot at ``path`` (its folder is made). The card files must be
     multiples of 4096 bytes, as the flash engine writes them with O_DIRECT."""
 
@@ -116,15 +120,17 @@ class FileSlot:
         # Absolute: the link must not depend on the folder it sits in.
         target = Path(card).absolute()
         if not target.is_file():
-            raise SlotError(f"cannot insert {target} in {self.path}: no such file")
+            raise CardSlotError(f"cannot insert {target} in {self.path}: no such file")
         try:
             self.path.symlink_to(target)
         except FileExistsError:
-            raise SlotError(
+            raise CardSlotError(
                 f"cannot insert {target}: {self.path} holds a card already"
             ) from None
         except OSError as exc:
-            raise SlotError(f"cannot insert {target} in {self.path}: {exc}") from None
+            raise CardSlotError(
+                f"cannot insert {target} in {self.path}: {exc}"
+            ) from None
         self.card = target
 
     def remove(self) -> None:
@@ -133,3 +139,43 @@ class FileSlot:
 
     def close(self) -> None:
         self.remove()
+
+
+def add_card_slots(slots: dict, demo: Path, names: list[str]) -> str:
+    """A slot per name into ``slots`` (one at a time, so that a failure leaves
+    the ones made to be closed): loop devices where the machine allows them,
+    file slots otherwise. Returns one line saying which, and why."""
+    missing = loop_missing()
+    for name in names:
+        slots[name] = (
+            LoopCardSlot() if missing is None else FileCardSlot(demo / "slots" / name)
+        )
+    if missing is None:
+        return "the cards are sparse files attached as loop devices"
+    where = f"the cards are sparse files in {demo / 'cards'}, put in file slots"
+    if os.geteuid() != 0:
+        return (
+            f"{where}, because this runs without root; as root they would be "
+            "loop devices (block devices, seen through kernel events like a "
+            "real card reader)"
+        )
+    return f"{where}, because loop devices need {missing}"
+
+
+def blank_card(path: Path, size: int = CARD_BYTES) -> Path:
+    """A new sparse card file (an empty card costs no disk)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def card_verifies(card: Path | str, bmap_path: Path) -> bool:
+    """Every mapped range of the card has the sha256 the bmap gives it: the
+    flash engine's hashing check, independent of the writer's compare."""
+    try:
+        verify(card, bmap_path)
+    except FlashError:
+        return False
+    return True

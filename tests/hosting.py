@@ -12,7 +12,6 @@ import hashlib
 import os
 import random
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
+from demo.chain import wait_for as demo_wait_for
 from workers.common.bmap import create_bmap
 
 MiB = 1024 * 1024
@@ -228,12 +228,6 @@ def downloaded_to(order, host: str, image_dir: Path, files: ImageFiles) -> list:
 
 
 def wait_for(predicate, what: str, timeout: float = 60, every: float = 0.1):
-    """Poll ``predicate`` until it returns something true; fail saying ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
+    """Poll ``predicate`` until it returns something true; fail saying ``what``
+    (the demo's wait, with the tests' shorter interval)."""
+    return demo_wait_for(predicate, what, timeout=timeout, interval=every)

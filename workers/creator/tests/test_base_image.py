@@ -2,9 +2,10 @@ import subprocess
 
 import pytest
 
-from workers.creator.base import compression_of, prepare_base_image
-from workers.creator.content import ContentCache, ContentError
-from workers.creator.image import sha256_file
+from workers.common.hashing import sha256_file
+from workers.creator.base_image import compression_of, prepare_base_image
+from workers.creator.cache import ContentCache
+from workers.creator.download import ContentError
 from workers.creator.tests.conftest import allocated, publish, sha256_of
 
 

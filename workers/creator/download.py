@@ -1,0 +1,208 @@
+"""Content over HTTP: a download that resumes with Range requests, hashes what
+it receives (sha256 and md5) and survives dropped connections; the checksums a
+download is checked against, given or published beside the content.
+
+The content cache (``cache.py``) decides where a download goes and when it
+counts; this module only moves bytes and says what they hash to.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import requests
+
+from workers.common.hashing import hash_file, hashers
+from workers.common.progress import Cancel, Canceled
+
+ALGORITHMS = ("sha256", "md5")
+READ_SIZE = 64 * 1024
+HEX_LENGTHS = {"sha256": 64, "md5": 32}
+TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
+
+#: on_bytes(bytes so far, bytes in all or None when unknown)
+OnBytes = Callable[[int, int | None], None]
+
+
+class ContentError(Exception):
+    """A download or local file could not be used; the message names the URL."""
+
+
+class Interrupted(Exception):
+    """The server closed the connection before the whole body arrived."""
+
+
+def expected_checksums(
+    sha256: str | None = None, md5: str | None = None
+) -> dict[str, str]:
+    """The checksums given, checked to be hexadecimal digests."""
+    expected = {}
+    for algo, value in (("sha256", sha256), ("md5", md5)):
+        if value:
+            value = value.strip().lower()
+            if not re.fullmatch(f"[0-9a-f]{{{HEX_LENGTHS[algo]}}}", value):
+                raise ContentError(
+                    f"{value!r} is not a {algo} checksum "
+                    f"({HEX_LENGTHS[algo]} hexadecimal digits expected)"
+                )
+            expected[algo] = value
+    return expected
+
+
+def check_digests(source: str, expected: Mapping[str, str], actual: Mapping) -> None:
+    for algo, value in expected.items():
+        if actual[algo] != value:
+            raise ContentError(
+                f"{source}: {algo} checksum mismatch (expected {value}, got "
+                f"{actual[algo]}): the file is corrupt or the checksum is outdated"
+            )
+
+
+def file_digests(path: Path, *, on_bytes: OnBytes | None = None) -> dict[str, str]:
+    """sha256 and md5 hex digests of a whole file."""
+    found = hash_file(path, ALGORITHMS, progress=on_bytes)
+    return {algo: digest.hexdigest() for algo, digest in found.items()}
+
+
+def published_checksum(
+    session: requests.Session, url: str, timeout: tuple[float, float]
+) -> dict[str, str]:
+    """The checksum published beside ``url``: ``<url>.sha256``, else ``.md5``."""
+    for algo in ALGORITHMS:
+        checksum_url = f"{url}.{algo}"
+        try:
+            response = session.get(checksum_url, timeout=timeout)
+        except requests.RequestException as exc:
+            raise ContentError(f"{checksum_url}: cannot download: {exc}") from exc
+        if response.status_code == 404:
+            continue
+        if not response.ok:
+            raise ContentError(
+                f"{checksum_url}: HTTP {response.status_code} {response.reason}"
+            )
+        token = (response.text.split() or [""])[0]
+        try:
+            return expected_checksums(**{algo: token})
+        except ContentError as exc:
+            raise ContentError(f"{checksum_url}: {exc}") from None
+    raise ContentError(
+        f"{url}: no checksum given and neither {url}.sha256 nor {url}.md5 exists: "
+        "pass sha256= or md5=, or publish a checksum file beside the content"
+    )
+
+
+def download(
+    session: requests.Session,
+    url: str,
+    part: Path,
+    *,
+    size: int | None,
+    on_bytes: OnBytes | None,
+    cancel: Cancel | None,
+    retries: int,
+    timeout: tuple[float, float],
+    reserve: Callable[[int], None] | None = None,
+) -> tuple[dict[str, str], int]:
+    """Download into `part`, resuming what is there; (digests, size).
+
+    ``reserve(bytes)`` is called before the rest of the file is written, to
+    make room for it. A dropped connection is retried ``retries`` times with a
+    growing pause; the partial file is kept for the next call to resume.
+    """
+    digests, hashed = hashers(ALGORITHMS), 0
+    failures = 0
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        try:
+            with session.get(
+                url,
+                headers={"Range": f"bytes={offset}-"} if offset else {},
+                stream=True,
+                timeout=timeout,
+            ) as response:
+                status = response.status_code
+                if status == 416 and offset:
+                    part.unlink(missing_ok=True)  # bigger than the file: restart
+                    raise Interrupted(f"server refused to resume at {offset}")
+                if status == 404:
+                    raise ContentError(f"{url}: not found (HTTP 404): fix the URL")
+                if status in TRANSIENT_HTTP:
+                    raise Interrupted(f"HTTP {status} {response.reason}")
+                if status not in (200, 206):
+                    raise ContentError(f"{url}: HTTP {status} {response.reason}")
+                start, total = response_range(response)
+                if status == 206 and start != offset:
+                    part.unlink(missing_ok=True)
+                    raise Interrupted(f"asked for byte {offset}, got {start}")
+                if status == 200:
+                    offset = 0  # the server ignores Range: start over
+                if size is not None and total is not None and total != size:
+                    part.unlink(missing_ok=True)
+                    raise ContentError(
+                        f"{url}: the server has {total} bytes, expected {size}: "
+                        "the content changed or the size is wrong"
+                    )
+                if total is not None and reserve is not None:
+                    reserve(total - offset)
+                if hashed != offset:
+                    digests = (
+                        hash_file(part, ALGORITHMS, limit=offset)
+                        if offset
+                        else hashers(ALGORITHMS)
+                    )
+                    hashed = offset
+                with part.open("r+b" if offset else "wb") as out:
+                    out.seek(offset)
+                    out.truncate()
+                    # Small reads: a cut connection loses at most one read.
+                    for chunk in response.iter_content(READ_SIZE):
+                        if cancel and cancel():
+                            raise Canceled(f"download of {url} canceled")
+                        out.write(chunk)
+                        for digest in digests.values():
+                            digest.update(chunk)
+                        hashed += len(chunk)
+                        if on_bytes:
+                            on_bytes(hashed, total if total is not None else size)
+                if total is not None and hashed != total:
+                    raise Interrupted(f"got {hashed} of {total} bytes")
+                if size is not None and hashed != size:
+                    part.unlink(missing_ok=True)
+                    raise ContentError(f"{url}: got {hashed} bytes, not {size}")
+                return {a: d.hexdigest() for a, d in digests.items()}, hashed
+        except TRANSIENT_ERRORS as exc:
+            failures += 1
+            if failures > retries:
+                raise ContentError(
+                    f"{url}: download failed {failures} times, last: {exc}; "
+                    "the partial file is kept and the next fetch resumes it"
+                ) from exc
+            time.sleep(min(0.1 * 2**failures, 5.0))
+        except requests.RequestException as exc:
+            raise ContentError(f"{url}: download failed: {exc}") from exc
+
+
+#: worth a retry: the connection dropped or stalled, or the body came short
+TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    Interrupted,
+)
+
+
+def response_range(response: requests.Response) -> tuple[int, int | None]:
+    """(first byte offset, total size or None) of a 200 or 206 response."""
+    if response.status_code == 206:
+        match = re.fullmatch(
+            r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "")
+        )
+        if match:
+            total = match.group(3)
+            return int(match.group(1)), None if total == "*" else int(total)
+        raise Interrupted("206 response without a usable Content-Range")
+    length = response.headers.get("Content-Length")
+    return 0, int(length) if length and length.isdigit() else None
