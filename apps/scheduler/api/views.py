@@ -304,13 +304,15 @@ class SlotViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 class WarehouseViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Managers list warehouses; a warehouse reports itself and what it received."""
+    """Managers and workers list warehouses (a writer host's ``whost doctor``
+    checks it can log in to them); a warehouse reports itself and what it
+    received."""
 
     serializer_class = s.WarehouseSerializer
     queryset = Warehouse.objects.all()
 
     def get_permissions(self):
-        return [IsStaff()] if self.action == "list" else [IsWarehouse()]
+        return [IsWorkerOrStaff()] if self.action == "list" else [IsWarehouse()]
 
     def own(self, name: str) -> Warehouse:
         warehouse = Warehouse.objects.filter(name=name).first()
