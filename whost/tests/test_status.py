@@ -1,6 +1,10 @@
 """``whost status`` reads what the API knows of this host with the host's own
 writer account: each slot, the card in it, the copy it writes and how far."""
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +13,7 @@ from apps.accounts.testing import PASSWORD
 from apps.scheduler.testing import World
 from apps.scheduler.testing import order as place_order
 from whost import config as cfg
-from whost.tests.cards import whost
+from whost.tests.cards import ROOT, whost
 from workers.common.api import ApiClient
 from workers.downloader.tests.hosting import downloaded_to, make_image, verified_image
 
@@ -94,3 +98,21 @@ def test_status_with_a_refused_password_says_what_to_do_in_one_line(
         "give the account a new one on the central site (manage.py create_account "
         "writer-host --update --write-password FILE)"
     ]
+
+
+def test_status_watch_keeps_a_bar_per_slot_until_ctrl_c(live_server, tmp_path):
+    World()
+    configured(tmp_path, live_server.url)
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "whost", "status", "--watch", "0.2",
+         "--root", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)
+    watching.send_signal(signal.SIGINT)
+    out, bars = watching.communicate(timeout=30)
+
+    assert watching.returncode == 0, bars
+    assert "slot-1 empty" in bars
+    assert "slot-3 unknown" in bars
+    assert out.splitlines()[0] == f"host host-1, API {live_server.url}"

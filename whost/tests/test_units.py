@@ -95,8 +95,13 @@ def test_the_units_restart_for_ever_and_give_a_writing_slot_time_to_finish(tmp_p
     assert "WantedBy=multi-user.target" in writer
 
 
-@pytest.mark.skipif(shutil.which("systemctl") is None, reason="needs systemctl")
-def test_start_enables_the_units_for_boot_and_stop_disables_them(tmp_path):
+@pytest.mark.skipif(
+    shutil.which("systemctl") is None or shutil.which("journalctl") is None,
+    reason="needs systemctl and journalctl (Debian package systemd)",
+)
+def test_start_enables_the_units_for_boot_logs_reads_them_stop_disables_them(
+    tmp_path,
+):
     host(tmp_path)
     wants = tmp_path / "etc/systemd/system/multi-user.target.wants"
 
@@ -111,6 +116,9 @@ def test_start_enables_the_units_for_boot_and_stop_disables_them(tmp_path):
     assert (tmp_path / "srv/whost/images").is_dir()
     status = whost("status", "--root", str(tmp_path))
     assert "whost-writer.service: enabled" in status.stdout.splitlines()
+
+    logs = whost("logs", "--root", str(tmp_path))
+    assert (logs.returncode, logs.stdout) == (0, "-- No entries --\n")
 
     stopped = whost("stop", "--root", str(tmp_path))
 
