@@ -9,11 +9,13 @@ PY="$VENV/bin/python"
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# Debian packages the service and its tools need at run time.
+# Debian packages the service and its tools need at run time (systemd: systemctl
+# and journalctl for whost start and whost logs on a writer host).
 RUNTIME_PACKAGES=(python3 python3-venv gettext e2fsprogs fdisk mtools xz-utils zstd
-  bmap-tools zim-tools kiwix-tools udev)
-# Extra ones for the tests: real database and cache servers, FTP clients.
-TEST_PACKAGES=(postgresql redis-server lftp curl openssl)
+  bmap-tools zim-tools kiwix-tools udev systemd)
+# Extra ones for the tests: real database and cache servers, FTP clients, and
+# faketime (whost doctor's clock check with a clock five minutes ahead).
+TEST_PACKAGES=(postgresql redis-server lftp curl openssl faketime)
 
 ensure_packages() {
   local missing=() pkg
@@ -39,6 +41,12 @@ ensure_venv() {
     say "installing Python packages from $(basename "$requirements")"
     "$PY" -m pip install -q --disable-pip-version-check -r "$requirements"
     touch "$stamp"
+  fi
+  # The whost command (pyproject.toml [project.scripts]), once: editable, so it
+  # runs this clone's code; --no-deps, as the requirements are installed above.
+  if [ ! -x "$VENV/bin/whost" ]; then
+    say "installing the whost command into $VENV/bin"
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT"
   fi
 }
 

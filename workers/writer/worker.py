@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from whost.config import ConfigError, writer_slots
 from workers.common.api import ApiError
 from workers.common.hashing import sha256_file
 from workers.common.lease import (
@@ -72,6 +73,14 @@ def parser() -> argparse.ArgumentParser:
         "repeat for each slot (WRITER_SLOTS='a=/dev/…,b=/dev/…')",
     )
     parser.add_argument(
+        "--config",
+        type=Path,
+        default=env_default("WHOST_CONFIG"),
+        metavar="FILE",
+        help="take the slots named with whost from its configuration file, e.g. "
+        "/etc/whost/whost.toml (WHOST_CONFIG), instead of --slot",
+    )
+    parser.add_argument(
         "--image-dir",
         type=Path,
         default=env_default("IMAGER_IMAGE_DIR", "var/images"),
@@ -89,6 +98,10 @@ class Writer(Worker):
 
     def __init__(self, options, api=None):
         specs = list(options.slot)
+        if options.config:
+            if specs:
+                raise UsageError("give --slot or --config, not both")
+            specs = whost_slots(options.config)
         if not specs and env_default("WRITER_SLOTS"):
             specs = [env_default("WRITER_SLOTS")]
         if not specs:
@@ -507,6 +520,15 @@ class SlotRunner:
             )
         except ApiError as exc:
             log.warning("slot %s: could not report %s: %s", self.name, state, exc)
+
+
+def whost_slots(path: Path) -> list[str]:
+    """``NAME=DEVICE`` for each slot named with whost (README: Set up a writer
+    host), which records the readers' ports and reads its own file."""
+    try:
+        return [f"{name}={device}" for name, device in writer_slots(path).items()]
+    except ConfigError as exc:
+        raise UsageError(f"--config {exc}") from None
 
 
 def shown(spec: str, limit: int = DEVICE_PATH_CHARS) -> str:

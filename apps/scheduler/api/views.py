@@ -329,13 +329,15 @@ class SlotViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 class WarehouseViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Managers list warehouses; a warehouse reports itself and what it received."""
+    """Managers and workers list warehouses (a writer host's ``whost doctor``
+    checks it can log in to them); a warehouse reports itself and what it
+    received."""
 
     serializer_class = WarehouseSerializer
     queryset = Warehouse.objects.all()
 
     def get_permissions(self):
-        return [IsStaff()] if self.action == "list" else [IsWarehouse()]
+        return [IsWorkerOrStaff()] if self.action == "list" else [IsWarehouse()]
 
     def mine(self) -> Warehouse:
         warehouse = Warehouse.objects.filter(account=self.request.user).first()

@@ -382,8 +382,8 @@ TABLE = [
     Row(
         "warehouse-list",
         "get",
-        "only staff list the warehouses",
-        ok(*STAFF),
+        "staff and workers list the warehouses",
+        ok(*STAFF, *WORKERS),
         none,
         lambda s: f"{V1}/warehouses/",
         check=lambda t, c, s, _, r: t.assertEqual(ids(r), pks(Warehouse.objects.all())),

@@ -1,0 +1,5 @@
+import sys
+
+from whost.cli import main
+
+sys.exit(main())
