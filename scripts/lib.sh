@@ -14,6 +14,9 @@ RUNTIME_PACKAGES=(python3 python3-venv gettext e2fsprogs fdisk mtools xz-utils z
   bmap-tools zim-tools kiwix-tools udev)
 # Extra ones for the tests: real database and cache servers, FTP clients.
 TEST_PACKAGES=(postgresql redis-server lftp curl openssl)
+# The Docker test (scripts/test-docker.sh): Debian's Docker engine and client
+# (20.10, BuildKit built in), docker-compose 1.29 and mmdebstrap for the base image.
+DOCKER_TEST_PACKAGES=(docker.io docker-compose mmdebstrap)
 
 ensure_packages() {
   local missing=() pkg
