@@ -150,6 +150,8 @@ cleanup() {
     kill "$dockerd_pid" 2>/dev/null
     for _ in $(seq 30); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 1; done
     kill -9 "$dockerd_pid" 2>/dev/null
+    # The network namespace handle dockerd leaves mounted when it stops.
+    umount "$EXEC/netns/default" 2>/dev/null
   fi
   # A card order.py could not take out (it was killed).
   if [ -d "$RUN/chain/demo/cards" ]; then
@@ -184,7 +186,9 @@ fi
 say "starting dockerd (data root $STATE/docker, socket $EXEC/docker.sock)"
 # No bridge, no iptables rules: every container of the test runs on the host
 # network, and this dockerd must not touch the firewall of a shared machine.
-"$DOCKERD" --data-root "$STATE/docker" --exec-root "$EXEC" \
+# Its own session: a Ctrl-C in the terminal reaches the script, whose clean-up
+# then stops dockerd after the containers, not dockerd first.
+setsid "$DOCKERD" --data-root "$STATE/docker" --exec-root "$EXEC" \
   --pidfile "$EXEC/dockerd.pid" -H "$DOCKER_HOST" \
   --bridge none --iptables=false --ip-masq=false \
   >"$LOGS/dockerd.log" 2>&1 9>&- &

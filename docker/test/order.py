@@ -24,6 +24,7 @@ import grp
 import importlib.util
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -157,6 +158,9 @@ def run(options) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (a CI job stopped) runs the clean-up of run() too: the writer host
+    # stopped, the loop device given back.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the Chain's data folder")
     parser.add_argument("--port", type=int, required=True, help="the web's port")
