@@ -78,7 +78,7 @@ run "compose.writer-host.yml" "${config[@]}" -f compose.writer-host.yml config -
 cd ..
 
 say "shell scripts (shellcheck $("$shellcheck" --version | awk '/^version/ {print $2}'))"
-for script in docker/*.sh scripts/check-docker.sh; do
+for script in docker/*.sh scripts/check-docker.sh scripts/test-docker.sh; do
   run "$script" "$shellcheck" -x "$script"
 done
 

@@ -16,6 +16,9 @@ RUNTIME_PACKAGES=(python3 python3-venv gettext e2fsprogs fdisk mtools xz-utils z
 # Extra ones for the tests: real database and cache servers, FTP clients, and
 # faketime (whost doctor's clock check with a clock five minutes ahead).
 TEST_PACKAGES=(postgresql redis-server lftp curl openssl faketime)
+# The Docker test (scripts/test-docker.sh): Debian's Docker engine and client
+# (20.10, BuildKit built in), docker-compose 1.29 and mmdebstrap for the base image.
+DOCKER_TEST_PACKAGES=(docker.io docker-compose mmdebstrap)
 
 ensure_packages() {
   local missing=() pkg
