@@ -1,6 +1,7 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from apps.orders.models import Order
 from apps.scheduler.api.permissions import owns_worker
 from apps.scheduler.models import (
     Image,
@@ -220,7 +221,7 @@ class LeaseSerializer(serializers.Serializer):
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    order_status = serializers.CharField(source="order.status", read_only=True)
+    order_status = serializers.SerializerMethodField()
     worker = serializers.SerializerMethodField()
 
     class Meta:
@@ -252,6 +253,13 @@ class TaskSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
+
+    def get_order_status(self, task) -> str:
+        # Lists prefetch the orders; a single task (an event's answer) reads the
+        # status alone, not the order's configuration snapshot.
+        if Task.order.is_cached(task):
+            return task.order.status
+        return Order.objects.values_list("status", flat=True).get(pk=task.order_id)
 
     def get_worker(self, task) -> str | None:
         # Lists prefetch the workers; a single task (an event's answer) names its
