@@ -13,8 +13,9 @@ from django.utils.translation import gettext_lazy as _
 from apps.accounts.models import Role
 from apps.common.models import UUIDModel
 
-#: Longest a warehouse choice is reused by one process (``Warehouse.objects.pick``).
-PICK_SECONDS = 10
+#: Longest a warehouse choice is reused by one process (``Warehouse.objects.pick``):
+#: warehouses report every minute, and are offline after WORKER_OFFLINE_AFTER.
+PICK_SECONDS = 30
 
 
 def online_since(now=None):
@@ -183,8 +184,8 @@ class WarehouseQuerySet(models.QuerySet):
 
 class WarehouseManager(models.Manager.from_queryset(WarehouseQuerySet)):
     # Every create claim needs a warehouse; they change at each heartbeat (every
-    # minute), so a process reuses its choice for a few seconds.
-    _pick: tuple[float, "Warehouse | None"] | None = None
+    # minute), so a process reuses its choice for a while.
+    _pick: tuple[float, "Warehouse"] | None = None
 
     def pick(self) -> "Warehouse | None":
         """The online warehouse with the most free space."""
@@ -192,7 +193,8 @@ class WarehouseManager(models.Manager.from_queryset(WarehouseQuerySet)):
         if memo is not None and time.monotonic() - memo[0] < PICK_SECONDS:
             return memo[1]
         chosen = self.get_queryset().online().order_by("-free_bytes").first()
-        WarehouseManager._pick = (time.monotonic(), chosen)
+        # "None online" is not remembered: a warehouse that starts is used at once.
+        WarehouseManager._pick = None if chosen is None else (time.monotonic(), chosen)
         return chosen
 
     @staticmethod
