@@ -32,6 +32,16 @@ if SECRET_KEY is None:
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`.",
         )
         SECRET_KEY = "missing-secret-key"  # noqa: S105 - start-up is refused by E010
+elif not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    # Django's own deploy check only warns; a guessable key signs every session.
+    env.error(
+        "imager.E014",
+        "SECRET_KEY",
+        f"SECRET_KEY has {len(SECRET_KEY)} characters ({len(set(SECRET_KEY))} "
+        "different): too weak to sign sessions with DEBUG off.",
+        "Set SECRET_KEY to 50 or more random characters, for example the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`.",
+    )
 
 
 def _jwt_private_pem() -> str | None:
@@ -119,6 +129,7 @@ INSTALLED_APPS = [
     "crispy_forms",
     "crispy_bootstrap5",
     _mongo + "MongoDjangoRQConfig" if USING_MONGODB else "django_rq",
+    _mongo + "MongoAxesConfig" if USING_MONGODB else "axes",
     "apps.common",
     "apps.accounts",
     "apps.orders",
@@ -132,6 +143,7 @@ if USING_MONGODB:
         "auth": "imager_site.mongo_migrations.auth",
         "contenttypes": "imager_site.mongo_migrations.contenttypes",
         "django_rq": "imager_site.mongo_migrations.django_rq",
+        "axes": "imager_site.mongo_migrations.axes",
     }
     DEFAULT_AUTO_FIELD = "django_mongodb_backend.fields.ObjectIdAutoField"
 else:
@@ -148,6 +160,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers the requests of locked-out clients.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "imager_site.urls"
@@ -236,6 +250,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": _validators + "NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+# django-axes first: it refuses the passwords of a locked-out client before
+# Django checks them (admin login, API token requests alike).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 # --- Redis, cache, jobs -------------------------------------------------------------
 
@@ -273,6 +293,21 @@ RQ = {"COMMIT_MODE": "auto"}
 # --- API and tokens -----------------------------------------------------------------
 
 AUTH_THROTTLE_RATE = env.string("AUTH_THROTTLE_RATE", "10/min")
+# Reverse proxies in front of the site that add X-Forwarded-For: 0 trusts no such
+# header (a client could choose its own address), 1 takes the address the proxy
+# saw. Throttles and login lockouts count by that address.
+NUM_PROXIES = env.integer("NUM_PROXIES", 0)
+# Failed logins (admin and API) before a username is locked out from an address.
+LOGIN_FAILURE_LIMIT = env.integer("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_LOCKOUT_MINUTES = env.integer("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.security.client_ip"
+AXES_VERBOSE = False
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
@@ -283,6 +318,12 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"auth": AUTH_THROTTLE_RATE},
     "EXCEPTION_HANDLER": "apps.common.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "apps.common.api.Pagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.common.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "NUM_PROXIES": NUM_PROXIES,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -296,7 +337,8 @@ SIMPLE_JWT = {
     "VERIFYING_KEY": JWT_PRIVATE_KEY.public_key(),
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
-    "UPDATE_LAST_LOGIN": True,
+    # The obtain view sends user_logged_in, which records the last login.
+    "UPDATE_LAST_LOGIN": False,
     "AUTH_TOKEN_CLASSES": ("apps.accounts.tokens.AccessToken",),
 }
 
@@ -368,6 +410,11 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = env.boolean("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    # Browsers keep to HTTPS for this long once they saw the site over it; only
+    # where the site is served over HTTPS (secure cookies).
+    SECURE_HSTS_SECONDS = env.integer(
+        "SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SESSION_COOKIE_SECURE else 0
+    )
 
 LOGGING = {
     "version": 1,

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
@@ -42,8 +41,6 @@ urlpatterns = [
 
 admin.site.site_header = "Imager service"
 admin.site.site_title = "Imager service"
-
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# Uploaded files (the clients' branding) are never served as they are: they reach
+# the creator inside the hotspot's configuration, and people through views that
+# check who asks.

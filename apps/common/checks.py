@@ -1,8 +1,10 @@
 """System checks that turn bad environment variables into start-up errors."""
 
+from pathlib import Path
+
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 from django.db import models
 
 
@@ -44,3 +46,44 @@ def uuid_primary_keys_check(app_configs, **kwargs):
                 )
             )
     return errors
+
+
+def static_files_missing() -> str | None:
+    """Why the admin's pages would fail to load their styles, or None."""
+    if settings.DEBUG:
+        return None  # served from the apps' folders
+    manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
+    if manifest.exists():
+        return None
+    return (
+        f"Static files are not collected in {settings.STATIC_ROOT} (no "
+        "staticfiles.json): with DEBUG off every admin page would answer 500."
+    )
+
+
+@register(Tags.compatibility)
+def deployment_check(app_configs, **kwargs):
+    """What a production start-up must say (the WSGI server refuses to start on
+    the first; imager_site.startup)."""
+    found = []
+    missing = static_files_missing()
+    if missing:
+        found.append(
+            Warning(
+                missing,
+                hint="Run `manage.py collectstatic --no-input` (STATIC_ROOT).",
+                id="imager.W050",
+            )
+        )
+    if not settings.DEBUG and not settings.REDIS_URL:
+        found.append(
+            Warning(
+                "REDIS_URL is not set: each process counts throttles and login "
+                "failures on its own, so limits are multiplied by the number of "
+                "processes, and jobs run in the web process.",
+                hint="Set REDIS_URL=redis://HOST:6379/0 when running more than one "
+                "process.",
+                id="imager.W051",
+            )
+        )
+    return found

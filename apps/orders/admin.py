@@ -1,7 +1,10 @@
+import json
+
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from apps.accounts.models import Role
 from apps.orders import pipeline
 from apps.orders.models import Configuration, Order, OrderEvent
 
@@ -12,6 +15,15 @@ class ConfigurationAdmin(admin.ModelAdmin):
     search_fields = ("name", "ssid", "owner__username")
     list_filter = ("language",)
     raw_id_fields = ("owner",)
+    # The hotspot's passwords go on the card, not on operators' screens.
+    exclude = ("admin_password", "wifi_password")
+
+    def has_add_permission(self, request):
+        return False  # clients design their configurations
+
+    def has_change_permission(self, request, obj=None):
+        # Operators read clients' configurations; only admins may correct one.
+        return request.user.role == Role.ADMIN
 
 
 class OrderEventInline(admin.TabularInline):
@@ -41,7 +53,7 @@ class OrderAdmin(admin.ModelAdmin):
     readonly_fields = (
         "owner",
         "configuration",
-        "config",
+        "configuration_snapshot",
         "kind",
         "card_size_gb",
         "quantity",
@@ -53,8 +65,15 @@ class OrderAdmin(admin.ModelAdmin):
         "created_at",
         "expires_at",
     )
+    exclude = ("config",)
     inlines = [OrderEventInline]
     actions = ["cancel", "ship"]
+
+    @admin.display(description=_("configuration snapshot"))
+    def configuration_snapshot(self, order):
+        # The hotspot's passwords are in the snapshot to go on the card; the admin
+        # shows the rest.
+        return json.dumps(order.shown_config(), indent=2, ensure_ascii=False)
 
     def has_add_permission(self, request):
         return False

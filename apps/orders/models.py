@@ -16,6 +16,7 @@ from django.core.validators import (
 from django.db import models
 from django.utils.timezone import now
 from django.utils.translation import gettext_lazy as _
+from PIL import Image
 
 from apps.accounts.models import Role
 from apps.common.models import UUIDModel
@@ -23,6 +24,10 @@ from apps.orders.cards import CARD_SIZES
 
 MAX_CONTENT_ENTRIES = 500
 MAX_BRANDING_BYTES = 2 * 1024 * 1024
+MAX_BRANDING_PIXELS = 4096
+#: Snapshot keys that hold the hotspot's passwords.
+SECRET_CONFIG_KEYS = frozenset({"admin_password", "wifi_password"})
+BRANDING_FORMATS = {"PNG", "JPEG"}
 HEX = re.compile(r"^[0-9a-f]+$")
 
 
@@ -67,13 +72,30 @@ def validate_wifi_password(value: str) -> None:
 
 
 def validate_branding_file(file) -> None:
-    name = file.name.lower()
-    if not name.endswith((".png", ".jpg", ".jpeg", ".svg")):
-        raise ValidationError(_("Branding images must be PNG, JPEG or SVG files."))
+    """A real PNG or JPEG image of sane dimensions, as Pillow reads it: the name's
+    extension proves nothing, and an SVG may carry scripts."""
     if file.size > MAX_BRANDING_BYTES:
         raise ValidationError(
             _("Branding images may have 2 MiB at most; this one has %(size)d bytes."),
             params={"size": file.size},
+        )
+    try:
+        file.seek(0)
+        with Image.open(file) as image:
+            kind, (width, height) = image.format, image.size
+            image.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        kind = width = height = None
+    finally:
+        file.seek(0)
+    if kind not in BRANDING_FORMATS:
+        raise ValidationError(
+            _("Branding images must be PNG or JPEG images; this file is not one.")
+        )
+    if not (1 <= width <= MAX_BRANDING_PIXELS and 1 <= height <= MAX_BRANDING_PIXELS):
+        raise ValidationError(
+            _("Branding images may be %(n)d pixels wide and high at most.")
+            % {"n": MAX_BRANDING_PIXELS}
         )
 
 
@@ -406,6 +428,11 @@ class Order(UUIDModel):
     @property
     def is_active(self) -> bool:
         return self.status in OrderStatus.ACTIVE
+
+    def shown_config(self) -> dict:
+        """The configuration snapshot without the hotspot's passwords: they go on
+        the card, never into answers, pages or logs."""
+        return {k: v for k, v in self.config.items() if k not in SECRET_CONFIG_KEYS}
 
     def can_move(self, to: str) -> bool:
         return to in ORDER_TRANSITIONS[OrderStatus(self.status)]

@@ -40,6 +40,8 @@ class TaskAdmin(ReadOnlyAdmin):
     )
     list_filter = ("kind", "status")
     search_fields = ("id", "order__id", "host")
+    # A build's work holds the hotspot's configuration with its passwords.
+    exclude = ("work",)
     inlines = [TaskEventInline]
 
 

@@ -2,6 +2,7 @@ import contextlib
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.signals import user_logged_in
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -42,6 +43,11 @@ class ObtainSerializer(TokenObtainSerializer):
 
     def validate(self, attrs):
         super().validate(attrs)  # authenticates, sets self.user or raises 401
+        # As Django's login() does: the last login is recorded and the failed
+        # attempts django-axes counts for this client are forgotten.
+        user_logged_in.send(
+            sender=type(self.user), request=self.context["request"], user=self.user
+        )
         return token_pair(self.user)
 
 
@@ -52,10 +58,10 @@ def _load_refresh(raw: str) -> RefreshToken:
         raise InvalidToken({"refresh": [str(exc)]}) from exc
 
 
-def _token_user(token):
+def _token_user(token, field: str = "refresh"):
     user = User.objects.filter(pk=token.get(api_settings.USER_ID_CLAIM)).first()
     if user is None or not user.is_active:
-        raise InvalidToken({"refresh": [_("The account is unknown or disabled.")]})
+        raise InvalidToken({field: [_("The account is unknown or disabled.")]})
     return user
 
 
@@ -95,6 +101,8 @@ class VerifySerializer(serializers.Serializer):
                 RefreshToken(attrs["token"])  # also refuses a revoked one
         except TokenError as exc:
             raise InvalidToken({"token": [str(exc)]}) from exc
+        # A token is only as valid as its account: the API refuses it otherwise.
+        _token_user(token, "token")
         return {}
 
 

@@ -6,6 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.test import SimpleTestCase
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -83,3 +85,79 @@ class EnvironmentCheckTests(SimpleTestCase):
             )
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("imager.E022", result.stderr)
+
+
+class ProductionStartUpTests(SimpleTestCase):
+    """With DEBUG off, what a careless deployment gets wrong is said at start-up."""
+
+    def production(self, **env) -> dict:
+        return {
+            "DEBUG": "false",
+            "ALLOWED_HOSTS": "imager.example.org",
+            "SECRET_KEY": "k" * 10 + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",
+            "JWT_PRIVATE_KEY": _private_pem(),
+            **env,
+        }
+
+    def test_a_short_or_guessable_secret_key_stops_start_up(self):
+        for weak in ("x", "a" * 80):
+            with self.subTest(key=weak[:10]):
+                result = manage("check", **self.production(SECRET_KEY=weak))
+                self.assertNotEqual(result.returncode, 0)
+                self.assertIn("SECRET_KEY: (imager.E014)", result.stderr)
+
+    def test_a_sound_production_environment_warns_of_what_it_lacks(self):
+        result = manage("check", **self.production())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("imager.W050", result.stderr)  # static files not collected
+        self.assertIn("imager.W051", result.stderr)  # no Redis: per-process limits
+        self.assertIn("collectstatic", result.stderr)
+
+    def test_gunicorn_refuses_to_serve_without_collected_static_files(self):
+        with tempfile.TemporaryDirectory() as data:
+            env = {"PATH": os.environ["PATH"], "IMAGER_DATA_DIR": data}
+            env |= self.production()
+            served = subprocess.run(
+                [sys.executable, "-c", "import imager_site.wsgi"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            self.assertNotEqual(served.returncode, 0)
+            self.assertIn("imager.W050", served.stderr)
+            collected = subprocess.run(
+                [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            self.assertEqual(collected.returncode, 0, collected.stderr)
+            served = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import imager_site.wsgi; from django.conf import settings; "
+                    "print(settings.SECURE_HSTS_SECONDS)",
+                ],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            self.assertEqual(served.returncode, 0, served.stderr)
+            self.assertEqual(served.stdout.strip(), str(365 * 24 * 3600))
+            self.assertIn("imager.W051", served.stderr)  # logged, not fatal
+
+
+def _private_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()

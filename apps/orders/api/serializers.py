@@ -36,6 +36,14 @@ class ContentEntrySerializer(serializers.Serializer):
 
 class ConfigurationSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
+    # Declared without the model's regular expression: its \w means any letter
+    # in Python but only ASCII ones in the schema's (JavaScript) dialect. The
+    # model's rule still runs in validate() (full_clean).
+    name = serializers.CharField(
+        min_length=3,
+        max_length=80,
+        help_text=_("Letters (any script), digits, spaces, dots, dashes, underscores."),
+    )
     language = serializers.ChoiceField(choices=language_choices())
     contents = ContentEntrySerializer(many=True, allow_empty=False)
     total_size = serializers.IntegerField(read_only=True)
@@ -105,7 +113,9 @@ class ConfigurationSerializer(serializers.ModelSerializer):
 
 
 class OrderEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", default=None)
+    actor = serializers.CharField(
+        source="actor.username", default=None, allow_null=True
+    )
 
     class Meta:
         model = OrderEvent
@@ -125,8 +135,11 @@ class TaskSummarySerializer(serializers.Serializer):
 
 class OrderSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
+    # Null once the configuration is deleted (the order keeps its frozen copy);
+    # an order is always placed with one.
     configuration = serializers.PrimaryKeyRelatedField(
         queryset=Configuration.objects.all(),
+        allow_null=True,
         help_text=_("The configuration to build; the order keeps a frozen copy."),
     )
     card_size_gb = serializers.ChoiceField(choices=CARD_SIZES)
@@ -180,6 +193,8 @@ class OrderSerializer(serializers.ModelSerializer):
         return download_url(obj.image) or None
 
     def validate_configuration(self, configuration):
+        if configuration is None:
+            raise serializers.ValidationError(_("Choose one of your configurations."))
         user = self.context["request"].user
         if configuration.owner_id != user.pk and user.role not in Role.staff():
             raise serializers.ValidationError(_("Choose one of your configurations."))
@@ -196,9 +211,7 @@ class OrderDetailSerializer(OrderSerializer):
         fields = [*OrderSerializer.Meta.fields, "config", "events", "tasks", "progress"]
 
     def get_config(self, obj) -> dict:
-        # The hotspot passwords stay out of answers, like in configurations.
-        hidden = {"admin_password", "wifi_password"}
-        return {key: value for key, value in obj.config.items() if key not in hidden}
+        return obj.shown_config()
 
     def get_progress(self, obj) -> float:
         """Overall percentage: building, then each copy written, equally weighted."""

@@ -3,7 +3,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
@@ -23,10 +23,19 @@ from apps.scheduler.models import Task
 IsCustomer = has_role(Role.CLIENT, *Role.staff())
 
 
+class OwnerMayChange(BasePermission):
+    """Everyone who sees a configuration may read it; only its owner changes or
+    deletes it (operators read clients' configurations, they do not edit them)."""
+
+    message = "Only the owner of this configuration may change or delete it."
+
+    def has_object_permission(self, request, view, obj):
+        return request.method in SAFE_METHODS or obj.owner_id == request.user.pk
+
+
 class ConfigurationViewSet(viewsets.ModelViewSet):
     serializer_class = ConfigurationSerializer
-    permission_classes = (IsCustomer,)
-    parser_classes = (JSONParser, MultiPartParser, FormParser)
+    permission_classes = (IsCustomer, OwnerMayChange)
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):

@@ -1,7 +1,10 @@
 """Configurations through the API: what is refused, with which words, never a 500."""
 
+import io
+
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TestCase
+from PIL import Image
 
 from apps.accounts.models import Role
 from apps.accounts.testing import make_user
@@ -9,7 +12,15 @@ from apps.orders.models import MAX_BRANDING_BYTES, Configuration
 from apps.scheduler.testing import ZIM, api
 
 URL = "/api/v1/configurations/"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def image_bytes(kind: str = "PNG", size=(48, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(out, kind)
+    return out.getvalue()
+
+
+PNG = image_bytes()
 
 
 def body(**fields) -> dict:
@@ -249,12 +260,37 @@ class EditConfigurationTests(ConfigurationTestCase):
         self.assertEqual(stored.branding_logo.read(), PNG)
         self.assertTrue(response.json()["branding_logo"].endswith(".png"))
 
-    def test_a_logo_that_is_not_png_jpeg_or_svg_is_refused(self):
-        logo = SimpleUploadedFile("logo.gif", b"GIF89a", content_type="image/gif")
+    def test_a_jpeg_logo_is_accepted(self):
+        jpeg = image_bytes("JPEG")
+        logo = SimpleUploadedFile("logo.jpg", jpeg, content_type="image/jpeg")
+        response = self.patch({"branding_logo": logo}, format="multipart")
+        self.assertEqual(response.status_code, 200, response.content)
+        self.assertEqual(Configuration.objects.get().branding_logo.read(), jpeg)
+
+    def test_a_logo_that_is_not_a_real_png_or_jpeg_image_is_refused(self):
+        svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+        elf = b"\x7fELF\x02\x01\x01" + b"\x00" * 64
+        for name, content in (
+            ("logo.gif", image_bytes("GIF")),
+            ("logo.png", b"just some text, named .png"),
+            ("logo.jpg", elf),
+            ("logo.svg", svg),
+            ("logo.png", PNG[:40]),  # cut short
+        ):
+            with self.subTest(name=name, start=content[:8]):
+                logo = SimpleUploadedFile(name, content)
+                response = self.patch({"branding_logo": logo}, format="multipart")
+                self.assertEqual(response.status_code, 400, response.content)
+                self.assertIn(
+                    "must be PNG or JPEG images", str(response.json()["branding_logo"])
+                )
+                self.assertFalse(Configuration.objects.get().branding_logo)
+
+    def test_a_logo_of_absurd_dimensions_is_refused(self):
+        logo = SimpleUploadedFile("wide.png", image_bytes(size=(5000, 1)))
         response = self.patch({"branding_logo": logo}, format="multipart")
         self.assertEqual(response.status_code, 400, response.content)
-        self.assertIn("PNG, JPEG or SVG", str(response.json()["branding_logo"]))
-        self.assertFalse(Configuration.objects.get().branding_logo)
+        self.assertIn("4096 pixels", str(response.json()["branding_logo"]))
 
     def test_a_favicon_bigger_than_2_mib_is_refused_saying_its_size(self):
         size = MAX_BRANDING_BYTES + 1

@@ -1,6 +1,7 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from apps.common.api.fields import ByteCount, StoredDict
 from apps.orders.models import Order
 from apps.scheduler.api.permissions import owns_worker
 from apps.scheduler.models import (
@@ -28,12 +29,12 @@ class RegisterSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=WorkerKind.choices)
     host = serializers.RegexField(HOST, help_text=_("The machine's host name."))
     version = serializers.CharField(max_length=50, required=False, default="")
-    capabilities = serializers.DictField(required=False, default=dict)
+    capabilities = StoredDict(required=False, default=dict)
     slots = SlotSpecSerializer(many=True, required=False)
 
 
 class HeartbeatSerializer(serializers.Serializer):
-    capabilities = serializers.DictField(required=False)
+    capabilities = StoredDict(required=False)
 
 
 class SlotSerializer(serializers.ModelSerializer):
@@ -59,9 +60,7 @@ class SlotSerializer(serializers.ModelSerializer):
 class SlotReportSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=SlotState.choices)
     percent = serializers.FloatField(min_value=0, max_value=100, default=0)
-    card_capacity = serializers.IntegerField(
-        min_value=0, required=False, allow_null=True
-    )
+    card_capacity = ByteCount(required=False, allow_null=True)
     card_serial = serializers.CharField(
         max_length=100, required=False, default="", allow_blank=True
     )
@@ -117,13 +116,13 @@ class WarehouseHeartbeatSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[\w.-]{1,100}$")
     ftp_url = serializers.RegexField(r"^ftps?://[^/\s]+/?$")
     download_url = serializers.URLField(required=False, allow_blank=True, default="")
-    capacity_bytes = serializers.IntegerField(min_value=0)
-    free_bytes = serializers.IntegerField(min_value=0)
+    capacity_bytes = ByteCount()
+    free_bytes = ByteCount()
 
 
 class ReceivedSerializer(serializers.Serializer):
     path = serializers.CharField(max_length=400)
-    size = serializers.IntegerField(min_value=0)
+    size = ByteCount()
     sha256 = serializers.RegexField(SHA256)
 
 
@@ -154,10 +153,10 @@ class ImageSerializer(serializers.ModelSerializer):
 class DeclareImageSerializer(serializers.Serializer):
     lease_id = serializers.UUIDField()
     file_name = serializers.RegexField(r"^[\w.-]{1,200}\.img$")
-    size = serializers.IntegerField(min_value=1)
+    size = ByteCount(min_value=1)
     sha256 = serializers.RegexField(SHA256)
     bmap_name = serializers.RegexField(r"^[\w.-]{1,200}\.bmap$")
-    bmap_size = serializers.IntegerField(min_value=1)
+    bmap_size = ByteCount(min_value=1)
     bmap_sha256 = serializers.RegexField(SHA256)
 
 
@@ -176,9 +175,9 @@ class OwnWorkerField(serializers.UUIDField):
 
 class ClaimSerializer(serializers.Serializer):
     worker = OwnWorkerField(help_text=_("The id registration returned."))
-    free_disk = serializers.IntegerField(min_value=0, required=False)
+    free_disk = ByteCount(required=False)
     slot = serializers.CharField(max_length=50, required=False, default="")
-    card_capacity = serializers.IntegerField(min_value=1, required=False)
+    card_capacity = ByteCount(min_value=1, required=False)
     card_serial = serializers.CharField(
         max_length=100, required=False, default="", allow_blank=True
     )
@@ -205,7 +204,7 @@ class EventSerializer(serializers.Serializer):
     retryable = serializers.BooleanField(required=False, default=True)
     reason = serializers.ChoiceField(choices=sorted(CARD_FAILURES), required=False)
     message = serializers.CharField(required=False, max_length=500)
-    result = serializers.DictField(required=False)
+    result = StoredDict(required=False)
 
 
 class LogSerializer(serializers.Serializer):

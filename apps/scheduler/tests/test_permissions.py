@@ -105,8 +105,8 @@ TABLE = [
     Row(
         "configuration-detail",
         "patch",
-        "a configuration is changed by its owner and staff only",
-        {**ok(*CUSTOMERS), "stranger": 404},
+        "a configuration is changed by its owner only: staff read it (403)",
+        {**ok("client"), **ok(*STAFF, status=403), "stranger": 404},
         subject_of(new_config),
         lambda s: f"{V1}/configurations/{s.pk}/",
         lambda c, s, _: {"ssid": "Renamed"},
@@ -116,8 +116,8 @@ TABLE = [
     Row(
         "configuration-detail",
         "delete",
-        "a configuration is deleted by its owner and staff only",
-        {**ok(*CUSTOMERS, status=204), "stranger": 404},
+        "a configuration is deleted by its owner only: staff read it (403)",
+        {**ok("client", status=204), **ok(*STAFF, status=403), "stranger": 404},
         subject_of(new_config),
         lambda s: f"{V1}/configurations/{s.pk}/",
         state=lambda c, s: fresh(s, "pk"),
