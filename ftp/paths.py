@@ -1,9 +1,10 @@
 """Virtual FTP paths: normalisation, what a path designates, and its place on disk.
 
 Clients see the storage root as ``/``. A path is normalised lexically (``..``
-cannot climb above ``/``), then mapped under the root, and the real path is
-checked again after resolving symbolic links, so neither ``..``, absolute paths
-nor a symlink pointing outside reach anything beyond the root.
+cannot climb above ``/``), then mapped under the root, and the real path must be
+that path once resolved: no symbolic link below the root is followed, so neither
+``..``, absolute paths nor a link (pointing outside, or to ``.warehouse``) reach
+anything but what the policy decided on.
 """
 
 import os
@@ -134,7 +135,14 @@ def to_virtual(root: str, real: str) -> str:
 
 
 def within(root: str, real: str) -> bool:
-    """Whether ``real`` stays under ``root`` once symbolic links are resolved."""
-    base = os.path.realpath(root)
-    target = os.path.realpath(real)
-    return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
+    """Whether ``real`` is under ``root`` without following any symbolic link
+    below the root: the warehouse never makes links, and a link inside the root
+    could lead a permitted path (``orders/…``) to a forbidden one (``.warehouse``)."""
+    try:
+        relative = os.path.relpath(os.path.normpath(real), root)
+        if relative == "." or relative.startswith(".."):
+            return relative == "."
+        expected = os.path.join(os.path.realpath(root), relative)
+        return os.path.realpath(real) == expected
+    except ValueError:  # a NUL byte: no such file can exist
+        return False

@@ -328,6 +328,9 @@ class WarehouseMixin:
             arg = arg[-1]
         if not isinstance(arg, str):
             return str(arg)
+        if any(ord(char) < 32 for char in arg):
+            # A refused path (check_text): logged as escaped text, never resolved.
+            return arg.encode("unicode_escape").decode()
         if self.fs is not None and os.path.isabs(arg):
             return self.fs.fs2ftp(arg)
         return arg

@@ -499,6 +499,8 @@ def test_no_path_leaves_the_storage_root(warehouse, world, store, tmp_path):
     secret.write_bytes(b"outside the root")
     (store / build.folder / "link.img").symlink_to(secret)
     (store / "orders" / str(uuid4())).symlink_to(tmp_path)
+    # A link that stays inside the root but leads to the server's own state.
+    (store / build.folder / "state.img").symlink_to(store / ".warehouse")
     linked = next(p for p in (store / "orders").iterdir() if p.is_symlink())
     reader = make_user(Role.DOWNLOADER, "reader")
     with login(warehouse, reader) as client:
@@ -507,6 +509,7 @@ def test_no_path_leaves_the_storage_root(warehouse, world, store, tmp_path):
             "/etc/passwd",
             f"/{build.folder}/../../../secret.img",
             f"{build.folder}/link.img",
+            f"{build.folder}/state.img",
             f"orders/{linked.name}/secret.img",
             "/../" + str(secret).lstrip("/"),
         ):
@@ -514,7 +517,11 @@ def test_no_path_leaves_the_storage_root(warehouse, world, store, tmp_path):
         client.cwd("../../..")
         assert client.pwd() == "/"
         refused(client.cwd, f"orders/{linked.name}")
-        refused(client.sendcmd, "CWD orders\0/x", code="501")
+        refused(client.cwd, f"{build.folder}/state.img")
+        # A NUL byte in any command's path is refused and the session goes on.
+        for command in ("CWD", "SIZE", "MDTM", "MLST", "STAT", "DELE", "MKD"):
+            refused(client.sendcmd, f"{command} orders\0/x", code="501")
+        assert client.sendcmd("NOOP").startswith("200")
     with login(warehouse, world.manager) as client:
         refused(download, client, f"{build.folder}/link.img")
         refused(client.nlst, f"orders/{linked.name}")

@@ -86,20 +86,35 @@ def test_api_paths_must_name_an_image_file_of_an_order():
             paths.parse_api_path(bad)
 
 
-def test_symlinks_leading_out_of_the_root_are_outside(tmp_path):
+def test_no_symlink_below_the_root_is_followed(tmp_path):
     root = tmp_path / "root"
     (root / "orders").mkdir(parents=True)
+    (root / ".warehouse").mkdir()
     (tmp_path / "secret").write_text("x")
     (root / "orders" / "inside.img").write_text("y")
     (root / "orders" / "out.img").symlink_to(tmp_path / "secret")
     (root / "orders" / "in.img").symlink_to(root / "orders" / "inside.img")
+    (root / "orders" / "state").symlink_to(root / ".warehouse")
     (root / "up").symlink_to(tmp_path)
     assert paths.within(str(root), str(root / "orders" / "inside.img"))
-    assert paths.within(str(root), str(root / "orders" / "in.img"))
+    assert paths.within(str(root), str(root))
+    # Out of the root, or inside it: a link lets the policy judge one path and
+    # the disk serve another, so none is followed.
     assert not paths.within(str(root), str(root / "orders" / "out.img"))
+    assert not paths.within(str(root), str(root / "orders" / "in.img"))
+    assert not paths.within(str(root), str(root / "orders" / "state" / "spool"))
     assert not paths.within(str(root), str(root / "up" / "secret"))
     assert not paths.within(str(root), str(tmp_path / "rootless"))
-    assert paths.within(str(root), str(root))
+    assert not paths.within(str(root), str(root / "orders" / "a\0b"))
+
+
+def test_a_storage_root_that_is_itself_a_link_works(tmp_path):
+    disk = tmp_path / "disk"
+    (disk / "orders").mkdir(parents=True)
+    (disk / "orders" / "x.img").write_text("y")
+    root = tmp_path / "root"
+    root.symlink_to(disk)
+    assert paths.within(str(root), str(root / "orders" / "x.img"))
 
 
 def test_real_and_virtual_paths_map_both_ways(tmp_path):
