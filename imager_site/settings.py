@@ -321,8 +321,6 @@ WORKER_OFFLINE_AFTER = env.integer("WORKER_OFFLINE_AFTER", 120, minimum=10)
 TASK_MAX_ATTEMPTS = env.integer("TASK_MAX_ATTEMPTS", 3, minimum=1)
 CARD_BUDGET = env.integer("CARD_BUDGET", 3, minimum=1)
 ORDER_RETENTION_DAYS = env.integer("ORDER_RETENTION_DAYS", 14, minimum=1)
-# Room the hotspot's base system takes on a card beside the content.
-BASE_IMAGE_BYTES = env.integer("BASE_IMAGE_BYTES", 4 * 1024**3, minimum=0)
 # A running task that stays longer than this in one phase is taken back.
 PHASE_TIMEOUT_SECONDS = env.integer("PHASE_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 SWEEP_INTERVAL = env.integer("SWEEP_INTERVAL", 30, minimum=5)

@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -6,12 +7,29 @@ from apps.orders import pipeline
 from apps.orders.models import Configuration, Order, OrderEvent
 
 
+class ConfigurationForm(forms.ModelForm):
+    """Refuses what offspot-config refuses, as the API does, and keeps the
+    configuration's minimum image size up to date (the admin names the model
+    and the fields)."""
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            self.instance.image_bytes = self.instance.render().min_size
+        except ValidationError as exc:
+            self._update_errors(exc)
+
+
 @admin.register(Configuration)
 class ConfigurationAdmin(admin.ModelAdmin):
-    list_display = ("name", "owner", "ssid", "language", "created_at")
+    form = ConfigurationForm
+    list_display = ("name", "owner", "ssid", "domain", "language", "created_at")
     search_fields = ("name", "ssid", "owner__username")
     list_filter = ("language",)
     raw_id_fields = ("owner",)
+    readonly_fields = ("image_bytes",)
 
 
 class OrderEventInline(admin.TabularInline):
@@ -46,6 +64,7 @@ class OrderAdmin(admin.ModelAdmin):
         "card_size_gb",
         "quantity",
         "content_bytes",
+        "image_bytes",
         "status",
         "image",
         "shipped_at",
@@ -53,6 +72,9 @@ class OrderAdmin(admin.ModelAdmin):
         "created_at",
         "expires_at",
     )
+    # The frozen YAML holds the hotspot's passwords and the branding (megabytes):
+    # it is downloaded from the API (orders/{id}/recipe/), never shown here.
+    exclude = ("recipe",)
     inlines = [OrderEventInline]
     actions = ["cancel", "ship"]
 
