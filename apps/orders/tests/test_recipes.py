@@ -7,6 +7,7 @@ from unittest import mock
 import yaml
 from django.core.exceptions import ValidationError
 from django.test import SimpleTestCase, override_settings
+from django.utils import translation
 from offspot_config.builder import BRANDING_PATH
 from offspot_config.catalog import app_catalog
 from offspot_config.inputs.mainconfig import MainConfig
@@ -211,6 +212,10 @@ class PercentEncodedNameTests(SimpleTestCase):
 
 @override_settings(HOTSPOT_KIWIX_MIRROR="")
 class RefusalTests(SimpleTestCase):
+    def setUp(self):
+        # The messages' words, whatever language an earlier test left active.
+        self.enterContext(translation.override("en"))
+
     def refused(self, **fields) -> dict:
         with self.assertRaises(ValidationError) as caught:
             render(configuration(**fields))
