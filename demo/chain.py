@@ -172,6 +172,11 @@ class Chain:
             "IMAGER_DATA_DIR": str(data),
             "SITE_URL": self.url,
             "PYTHONUNBUFFERED": "1",
+            # Orders' YAML names the demo's small base image, which the creator on
+            # this machine reads, instead of Kiwix's download. Its root size is
+            # what precedes the content: the whole base image is the safe bound.
+            "HOTSPOT_BASE_SOURCE": (self.demo / "base.img").resolve().as_uri(),
+            "HOTSPOT_BASE_ROOTFS_SIZE": str(inputs.BASE_SIZE),
             **(env or {}),
         }
         self.children = Children(self.demo / "logs", base_env)

@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from offspot_runtime.checks import is_valid_tld
+
 from imager_site import env, keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -361,12 +363,65 @@ WORKER_OFFLINE_AFTER = env.integer("WORKER_OFFLINE_AFTER", 120, minimum=10)
 TASK_MAX_ATTEMPTS = env.integer("TASK_MAX_ATTEMPTS", 3, minimum=1)
 CARD_BUDGET = env.integer("CARD_BUDGET", 3, minimum=1)
 ORDER_RETENTION_DAYS = env.integer("ORDER_RETENTION_DAYS", 14, minimum=1)
-# Room the hotspot's base system takes on a card beside the content.
-BASE_IMAGE_BYTES = env.integer("BASE_IMAGE_BYTES", 4 * 1024**3, minimum=0)
 # A running task that stays longer than this in one phase is taken back.
 PHASE_TIMEOUT_SECONDS = env.integer("PHASE_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 SWEEP_INTERVAL = env.integer("SWEEP_INTERVAL", 30, minimum=5)
 OPERATOR_EMAILS = env.csv("OPERATOR_EMAILS", [])
+
+# --- The hotspot (offspot-config, DESIGN 6) -----------------------------------------
+
+# The offspot base image every hotspot is built on, as image-creator's YAML names it
+# (``base.source``): Kiwix's current release, at the address offspot-config gives its
+# version. A URL (http, https or file) or an absolute path (made a file:// URL). A bare
+# version such as 1.4.2 is refused: offspot-config would fetch its checksum online
+# while reading the YAML back, and rendering must not touch the network.
+HOTSPOT_BASE_SOURCE = env.string(
+    "HOTSPOT_BASE_SOURCE",
+    "https://drive.hotspot.kiwix.org/base/offspot-base-arm64-1.4.2.img",
+)
+if HOTSPOT_BASE_SOURCE.startswith("/"):
+    HOTSPOT_BASE_SOURCE = Path(HOTSPOT_BASE_SOURCE).as_uri()
+if urlsplit(HOTSPOT_BASE_SOURCE).scheme not in {"http", "https", "file"}:
+    env.error(
+        "imager.E050",
+        "HOTSPOT_BASE_SOURCE",
+        f"HOTSPOT_BASE_SOURCE={HOTSPOT_BASE_SOURCE!r} is neither a URL nor an "
+        "absolute path.",
+        "Give the base image's http(s):// or file:// URL, or its absolute path.",
+    )
+# Bytes of that base image before its data partition (image-creator's
+# ``base.root_size``): the part of every image that is not content. 1.4.2's.
+HOTSPOT_BASE_ROOTFS_SIZE = env.integer(
+    "HOTSPOT_BASE_ROOTFS_SIZE", 3_716_153_344, minimum=1
+)
+# Top-level domain of the hotspots' names (kiwix.hotspot), as Kiwix's hotspots use.
+HOTSPOT_TLD = env.string("HOTSPOT_TLD", "hotspot")
+if not is_valid_tld(HOTSPOT_TLD):
+    env.error(
+        "imager.E051",
+        "HOTSPOT_TLD",
+        f"HOTSPOT_TLD={HOTSPOT_TLD!r}: {is_valid_tld(HOTSPOT_TLD).help_text}.",
+        "Use letters, digits and dashes, starting with a letter, such as hotspot.",
+    )
+# Where ZIM files of download.kiwix.org are fetched from instead (a mirror, "/" at
+# the end), as Kiwix's hotspots do; "none" keeps download.kiwix.org.
+HOTSPOT_KIWIX_MIRROR = env.string(
+    "HOTSPOT_KIWIX_MIRROR", "https://mirror.download.kiwix.org/zim/"
+)
+if HOTSPOT_KIWIX_MIRROR.lower() == "none":
+    HOTSPOT_KIWIX_MIRROR = ""
+elif urlsplit(HOTSPOT_KIWIX_MIRROR).scheme not in {
+    "http",
+    "https",
+} or not HOTSPOT_KIWIX_MIRROR.endswith("/"):
+    env.error(
+        "imager.E052",
+        "HOTSPOT_KIWIX_MIRROR",
+        f"HOTSPOT_KIWIX_MIRROR={HOTSPOT_KIWIX_MIRROR!r} is not an http(s) URL "
+        "ending in /.",
+        "Give a mirror of download.kiwix.org/zim/, such as "
+        "https://mirror.download.kiwix.org/zim/, or none.",
+    )
 
 # --- E-mail -------------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ def run_demo(options) -> int:
     data = Path(options.data_dir).resolve()
     chain = Chain(data, port=options.port, ftp_port=options.ftp_port)
     # What a previous demo run left in flight is of no use to this one: its
-    # images are 7.4 GB each in the warehouse.
+    # images (about 2 GB each, sized to their content) fill the warehouse.
     for leftover in ("warehouse", "images", "creator", "cards", "slots"):
         shutil.rmtree(chain.demo / leftover, ignore_errors=True)
     slots: dict[str, LoopCardSlot | FileCardSlot] = {}

@@ -1,5 +1,6 @@
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -9,12 +10,29 @@ from apps.orders import pipeline
 from apps.orders.models import Configuration, Order, OrderEvent
 
 
+class ConfigurationForm(forms.ModelForm):
+    """Refuses what offspot-config refuses, as the API does, and keeps the
+    configuration's minimum image size up to date (the admin names the model
+    and the fields)."""
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            self.instance.image_bytes = self.instance.render().min_size
+        except ValidationError as exc:
+            self._update_errors(exc)
+
+
 @admin.register(Configuration)
 class ConfigurationAdmin(admin.ModelAdmin):
-    list_display = ("name", "owner", "ssid", "language", "created_at")
+    form = ConfigurationForm
+    list_display = ("name", "owner", "ssid", "domain", "language", "created_at")
     search_fields = ("name", "ssid", "owner__username")
     list_filter = ("language",)
     raw_id_fields = ("owner",)
+    readonly_fields = ("image_bytes",)
     # The hotspot's passwords go on the card, not on operators' screens.
     exclude = ("admin_password", "wifi_password")
 
@@ -58,6 +76,7 @@ class OrderAdmin(admin.ModelAdmin):
         "card_size_gb",
         "quantity",
         "content_bytes",
+        "image_bytes",
         "status",
         "image",
         "shipped_at",
@@ -65,7 +84,10 @@ class OrderAdmin(admin.ModelAdmin):
         "created_at",
         "expires_at",
     )
-    exclude = ("config",)
+    # The frozen YAML holds the hotspot's passwords and the branding (megabytes):
+    # it is downloaded from the API (orders/{id}/recipe/), never shown here; the
+    # snapshot is shown without the passwords (configuration_snapshot).
+    exclude = ("config", "recipe")
     inlines = [OrderEventInline]
     actions = ["cancel", "ship"]
 

@@ -1,4 +1,4 @@
-"""SD-cards: what each nominal size really holds, and what an order's content needs.
+"""SD-cards: what each nominal size really holds, and which image fits on which.
 
 Cards are sold in "GB" of 10**9 bytes and expose less than that: the controller keeps
 spare blocks for wear levelling and bad blocks. Reported capacities of common cards
@@ -8,11 +8,12 @@ one sector too big is unwritable, so we size images for the smallest card we may
 0.93 x nominal, rounded down to a 4 MiB multiple (the erase-block size partitions are
 aligned on). The table keeps the computed values so a change is visible in a diff.
 
-The server alone applies these rules; a create task carries the bytes its image may
-use (``image_bytes``), so the creator never needs this table.
+Images are sized to their content, not to the card: offspot-config's minimum image
+size (``Order.image_bytes``, see ``apps.orders.recipes``) must fit the card's usable
+bytes. The server alone applies this table: a write task asks for a card of at least
+the usable bytes of the size ordered (``Task.needed_bytes``).
 """
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
@@ -21,9 +22,6 @@ GIB = 1024**3
 ALIGNMENT = 4 * 1024**2
 #: Fraction of the nominal size we dare use: below every card reported so far.
 HEADROOM_FACTOR = 0.93
-#: ext4 metadata, reserved blocks and alignment take a few percent of the content.
-FILESYSTEM_OVERHEAD = 0.05
-
 #: nominal size in GB -> bytes an image may use (0.93 x n x 10**9, floored to 4 MiB)
 USABLE_BYTES: dict[int, int] = {
     8: 7_436_500_992,
@@ -48,28 +46,19 @@ def usable_bytes(size_gb: int) -> int:
         ) from None
 
 
-def required_bytes(content_bytes: int) -> int:
-    """Bytes an image with this much content needs: base system plus overhead.
-
-    The one estimate of an image's size before it is built: the fit check of an
-    order, the room a creator and a warehouse must have for it.
-    """
-    return settings.BASE_IMAGE_BYTES + int(content_bytes * (1 + FILESYSTEM_OVERHEAD))
+def smallest_card_gb(image_bytes: int) -> int | None:
+    """The smallest card size that holds an image of this size, or None."""
+    return next(
+        (size for size in CARD_SIZES if USABLE_BYTES[size] >= image_bytes), None
+    )
 
 
-def smallest_card_gb(content_bytes: int) -> int | None:
-    """The smallest card size that holds this content, or None if none does."""
-    need = required_bytes(content_bytes)
-    return next((size for size in CARD_SIZES if USABLE_BYTES[size] >= need), None)
-
-
-def check_fits(content_bytes: int, card_size_gb: int) -> None:
-    """Refuse content too big for the card, saying by how much and what would fit."""
-    need = required_bytes(content_bytes)
+def check_fits(image_bytes: int, card_size_gb: int) -> None:
+    """Refuse an image too big for the card, saying by how much and what fits."""
     usable = usable_bytes(card_size_gb)
-    if need <= usable:
+    if image_bytes <= usable:
         return
-    fits = smallest_card_gb(content_bytes)
+    fits = smallest_card_gb(image_bytes)
     advice = (
         _("Choose a %(size)d GB card or remove content.") % {"size": fits}
         if fits
@@ -78,14 +67,15 @@ def check_fits(content_bytes: int, card_size_gb: int) -> None:
     raise ValidationError(
         {
             "card_size_gb": _(
-                "The content needs %(need).2f GiB with the base system, but a "
-                "%(card)d GB card holds %(usable).2f GiB: %(over).2f GiB too much. "
+                "The image needs %(need).2f GiB (the base system, the content and "
+                "offspot-config's margin), but a %(card)d GB card holds "
+                "%(usable).2f GiB: %(over).2f GiB too much. "
             )
             % {
-                "need": need / GIB,
+                "need": image_bytes / GIB,
                 "card": card_size_gb,
                 "usable": usable / GIB,
-                "over": (need - usable) / GIB,
+                "over": (image_bytes - usable) / GIB,
             }
             + advice
         }

@@ -1,5 +1,3 @@
-import re
-import zoneinfo
 from datetime import timedelta
 from functools import cache
 
@@ -11,7 +9,6 @@ from django.core.validators import (
     MinLengthValidator,
     MinValueValidator,
     RegexValidator,
-    URLValidator,
 )
 from django.db import models
 from django.utils.timezone import now
@@ -20,15 +17,23 @@ from PIL import Image
 
 from apps.accounts.models import Role
 from apps.common.models import UUIDModel
+from apps.orders import contents, recipes
 from apps.orders.cards import CARD_SIZES
+from apps.orders.contents import validate_contents
+from apps.orders.hotspot import (
+    DEFAULT_DOMAIN,
+    validate_admin_password,
+    validate_domain,
+    validate_ssid,
+    validate_timezone,
+    validate_wifi_password,
+)
 
-MAX_CONTENT_ENTRIES = 500
 MAX_BRANDING_BYTES = 2 * 1024 * 1024
 MAX_BRANDING_PIXELS = 4096
 #: Snapshot keys that hold the hotspot's passwords.
 SECRET_CONFIG_KEYS = frozenset({"admin_password", "wifi_password"})
 BRANDING_FORMATS = {"PNG", "JPEG"}
-HEX = re.compile(r"^[0-9a-f]+$")
 
 
 @cache
@@ -40,35 +45,6 @@ def language_choices() -> list[tuple[str, str]]:
         if "-" not in code and "name" in info and len(code) <= 3
     )
     return codes
-
-
-def validate_timezone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
-        raise ValidationError(
-            _("%(value)s is not a time zone; use a name such as Europe/Paris or UTC."),
-            params={"value": value},
-        )
-
-
-def validate_ssid(value: str) -> None:
-    encoded = value.encode()
-    if not 1 <= len(encoded) <= 32:
-        raise ValidationError(
-            _("A hotspot name (SSID) has 1 to 32 bytes; this one has %(n)d."),
-            params={"n": len(encoded)},
-        )
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise ValidationError(_("The hotspot name may not contain control characters."))
-    if value != value.strip():
-        raise ValidationError(_("The hotspot name may not start or end with a space."))
-
-
-def validate_wifi_password(value: str) -> None:
-    # WPA2-PSK passphrases: 8 to 63 printable ASCII characters.
-    if not 8 <= len(value) <= 63 or not all(32 <= ord(c) < 127 for c in value):
-        raise ValidationError(
-            _("A Wi-Fi password has 8 to 63 printable ASCII characters.")
-        )
 
 
 def validate_branding_file(file) -> None:
@@ -99,64 +75,23 @@ def validate_branding_file(file) -> None:
         )
 
 
-def validate_contents(value) -> None:
-    """The chosen content: a list of {title, url, size, sha256|md5|checksum_url}."""
-    if not isinstance(value, list) or not value:
-        raise ValidationError(_("Choose at least one content entry."))
-    if len(value) > MAX_CONTENT_ENTRIES:
+def read_image(file, field: str) -> bytes | None:
+    """The bytes of a branding image: an upload not saved yet, or a stored file."""
+    if not file:
+        return None
+    if not getattr(file, "_committed", True):
+        upload = file.file
+        upload.seek(0)
+        data = upload.read()
+        upload.seek(0)  # the upload is saved after validation
+        return data
+    try:
+        with file.open("rb"):
+            return file.read()
+    except OSError:
         raise ValidationError(
-            _("At most %(n)d content entries."), params={"n": MAX_CONTENT_ENTRIES}
-        )
-    url_check = URLValidator(schemes=["http", "https"])
-    seen = set()
-    for index, entry in enumerate(value, start=1):
-        where = _("Content entry %(i)d") % {"i": index}
-        if not isinstance(entry, dict):
-            raise ValidationError(f"{where}: " + str(_("must be an object.")))
-        allowed = {"title", "url", "size", "sha256", "md5", "checksum_url"}
-        unknown = set(entry) - allowed
-        if unknown:
-            raise ValidationError(
-                f"{where}: "
-                + str(_("unknown keys %(keys)s."))
-                % {"keys": ", ".join(sorted(unknown))}
-            )
-        title = entry.get("title")
-        if not isinstance(title, str) or not 1 <= len(title) <= 200:
-            raise ValidationError(f"{where}: " + str(_("title has 1 to 200 chars.")))
-        try:
-            url_check(entry.get("url") or "")
-        except ValidationError:
-            raise ValidationError(
-                f"{where}: " + str(_("url must be an http or https URL."))
-            ) from None
-        if entry["url"] in seen:
-            raise ValidationError(f"{where}: " + str(_("this URL is listed twice.")))
-        seen.add(entry["url"])
-        size = entry.get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-            raise ValidationError(
-                f"{where}: " + str(_("size must be a positive number of bytes."))
-            )
-        for key, length in (("sha256", 64), ("md5", 32)):
-            digest = entry.get(key)
-            if digest is not None and (
-                not isinstance(digest, str)
-                or len(digest) != length
-                or not HEX.match(digest)
-            ):
-                raise ValidationError(
-                    f"{where}: "
-                    + str(_("%(key)s must be %(n)d lowercase hex digits."))
-                    % {"key": key, "n": length}
-                )
-        if entry.get("checksum_url") is not None:
-            try:
-                url_check(entry["checksum_url"])
-            except ValidationError:
-                raise ValidationError(
-                    f"{where}: " + str(_("checksum_url must be an http(s) URL."))
-                ) from None
+            {field: _("The stored image is gone; upload it again.")}
+        ) from None
 
 
 class OwnedQuerySet(models.QuerySet):
@@ -189,6 +124,13 @@ class Configuration(UUIDModel):
     ssid = models.CharField(
         _("hotspot name (SSID)"), max_length=32, validators=[validate_ssid]
     )
+    domain = models.CharField(
+        _("hotspot domain"),
+        max_length=63,
+        default=DEFAULT_DOMAIN,
+        validators=[validate_domain],
+        help_text=_("The hotspot answers at this name, as in kiwix.hotspot."),
+    )
     language = models.CharField(_("language"), max_length=3, default="en")
     timezone = models.CharField(
         _("time zone"), max_length=64, default="UTC", validators=[validate_timezone]
@@ -208,7 +150,7 @@ class Configuration(UUIDModel):
     admin_password = models.CharField(
         _("hotspot admin password"),
         max_length=64,
-        validators=[MinLengthValidator(8)],
+        validators=[validate_admin_password],
     )
     wifi_password = models.CharField(
         _("Wi-Fi password"),
@@ -231,6 +173,11 @@ class Configuration(UUIDModel):
     )
     contents = models.JSONField(
         _("content"), default=list, validators=[validate_contents]
+    )
+    # offspot-config's minimum image size for this configuration when it was last
+    # saved through the API or the admin (0: never rendered): what lists show.
+    image_bytes = models.BigIntegerField(
+        _("minimum image size (bytes)"), default=0, editable=False
     )
     created_at = models.DateTimeField(default=now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -258,7 +205,18 @@ class Configuration(UUIDModel):
 
     @property
     def total_size(self) -> int:
-        return sum(entry["size"] for entry in self.contents or [])
+        return contents.total_size(self.contents)
+
+    def branding_images(self) -> dict[str, bytes | None]:
+        """The logo's and the favicon's bytes, uploaded or stored."""
+        return {
+            "logo": read_image(self.branding_logo, "branding_logo"),
+            "favicon": read_image(self.branding_favicon, "branding_favicon"),
+        }
+
+    def render(self) -> recipes.Recipe:
+        """This configuration as image-creator's YAML, rendered by offspot-config."""
+        return recipes.render(self.snapshot(), branding=self.branding_images())
 
     def snapshot(self) -> dict:
         """The frozen copy an order keeps of this configuration."""
@@ -266,6 +224,7 @@ class Configuration(UUIDModel):
             "id": str(self.pk),
             "name": self.name,
             "ssid": self.ssid,
+            "domain": self.domain,
             "language": self.language,
             "timezone": self.timezone,
             "admin_login": self.admin_login,
@@ -370,6 +329,12 @@ class Order(UUIDModel):
         validators=[MinValueValidator(1), MaxValueValidator(100)],
     )
     content_bytes = models.BigIntegerField(_("content size (bytes)"), default=0)
+    # image-creator's YAML rendered from ``config`` by offspot-config when the order
+    # was placed: what its create task builds. It holds the hotspot's passwords;
+    # only the owner and staff may read it (never in lists, logs or admin lists).
+    recipe = models.TextField(_("image-creator YAML"), blank=True, editable=False)
+    # The smallest image that recipe fits in: base + content + offspot's margin.
+    image_bytes = models.BigIntegerField(_("image size (bytes)"), default=0)
     recipient_name = models.CharField(_("recipient name"), max_length=200, blank=True)
     recipient_email = models.EmailField(_("recipient e-mail"))
     recipient_phone = models.CharField(

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.notifications.services import notify
-from apps.orders import cards
+from apps.orders import cards, recipes
 from apps.orders.models import Configuration, Order, OrderKind, OrderStatus
 from apps.scheduler.models import (
     Image,
@@ -50,8 +50,10 @@ def place_order(
 ) -> Order:
     """Validate and store an order, then queue its create task.
 
-    The content must fit the card's real capacity with headroom; otherwise the
-    error says by how much it is too big and which card would fit.
+    The configuration is frozen twice: as data (``config``) and rendered by
+    offspot-config into image-creator's YAML (``recipe``), whose minimum image
+    size must fit the card's real capacity; otherwise the error says by how much
+    it is too big and which card would fit.
     """
     order = Order(
         owner=owner,
@@ -67,7 +69,22 @@ def place_order(
         shipping_address=shipping_address,
     )
     order.full_clean(exclude=["image"])
-    cards.check_fits(order.content_bytes, card_size_gb)
+    try:
+        recipe = recipes.render(order.config, branding=configuration.branding_images())
+    except ValidationError as exc:
+        # The configuration's fields, named on the order's field that chose it.
+        raise ValidationError(
+            {
+                "configuration": [
+                    _("Fix the configuration first: %(field)s: %(message)s")
+                    % {"field": field, "message": message}
+                    for field, messages in exc.message_dict.items()
+                    for message in messages
+                ]
+            }
+        ) from None
+    order.recipe, order.image_bytes = recipe.text, recipe.min_size
+    cards.check_fits(order.image_bytes, card_size_gb)
     order.save()
     order.events.create(
         status=OrderStatus.PENDING, actor=owner, message=_("Order placed.")
@@ -143,19 +160,21 @@ def download_url(image: Image) -> str:
 # --- Building ----------------------------------------------------------------------
 
 
+def build_work(order: Order) -> dict:
+    """What a creator needs to build ``order``: the frozen YAML (image-creator's
+    format, ``output.size: auto``) and where to upload the image."""
+    return {"recipe": order.recipe, "upload_folder": f"orders/{order.pk}"}
+
+
 def build_task(order: Order) -> Task:
-    """The (unsaved) create task of ``order``, with the work it hands out."""
+    """The (unsaved) create task of ``order``, with the work it hands out. It
+    needs room for the image on the creator and in the warehouse."""
     return Task(
         order=order,
         kind=TaskKind.CREATE,
         max_attempts=settings.TASK_MAX_ATTEMPTS,
-        needed_bytes=cards.required_bytes(order.content_bytes),
-        work={
-            "config": order.config,
-            "card_size_gb": order.card_size_gb,
-            "image_bytes": cards.usable_bytes(order.card_size_gb),
-            "upload_folder": f"orders/{order.pk}",
-        },
+        needed_bytes=order.image_bytes,
+        work=build_work(order),
     )
 
 
@@ -245,8 +264,17 @@ def on_download_succeeded(task: Task) -> None:
 
 
 def create_write_tasks(order: Order, download: Task) -> None:
+    """One write task per copy. Each asks for a card of the size ordered (its
+    usable bytes), not merely one the image fits on: a card smaller than what
+    was ordered is refused at claim (``card_too_small``)."""
     if Task.objects.filter(order=order, kind=TaskKind.WRITE).exists():
         return
+    card_bytes = cards.usable_bytes(order.card_size_gb)
+    work = {
+        **download.work,
+        "card_size_gb": order.card_size_gb,
+        "card_bytes": card_bytes,
+    }
     Task.objects.bulk_create(
         [
             Task(
@@ -257,8 +285,8 @@ def create_write_tasks(order: Order, download: Task) -> None:
                 copy_number=number,
                 max_attempts=settings.TASK_MAX_ATTEMPTS,
                 card_budget=settings.CARD_BUDGET,
-                needed_bytes=download.needed_bytes,
-                work=download.work,
+                needed_bytes=card_bytes,
+                work=work,
             )
             for number in range(1, order.quantity + 1)
         ]

@@ -68,6 +68,31 @@ class EnvironmentCheckTests(SimpleTestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("imager.E012", result.stderr)
 
+    def test_bad_hotspot_settings_name_the_variable_and_what_to_give(self):
+        result = manage(
+            "check",
+            HOTSPOT_BASE_SOURCE="1.4.2",
+            HOTSPOT_TLD="local",
+            HOTSPOT_KIWIX_MIRROR="ftp://mirror.example.org/zim",
+        )
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("HOTSPOT_BASE_SOURCE: (imager.E050)", result.stderr)
+        self.assertIn(
+            "HINT: Give the base image's http(s):// or file://", result.stderr
+        )
+        self.assertIn("HOTSPOT_TLD: (imager.E051)", result.stderr)
+        self.assertIn("HOTSPOT_KIWIX_MIRROR: (imager.E052)", result.stderr)
+
+    def test_a_base_image_given_as_a_path_is_named_by_its_file_url(self):
+        code = "from django.conf import settings; print(settings.HOTSPOT_BASE_SOURCE)"
+        result = manage(
+            "shell", "-c", code, HOTSPOT_BASE_SOURCE="/srv/base/base image.img"
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(
+            result.stdout.strip().splitlines()[-1], "file:///srv/base/base%20image.img"
+        )
+
     def test_gunicorn_style_start_refuses_a_bad_environment_too(self):
         code = "import imager_site.wsgi"
         with tempfile.TemporaryDirectory() as data:

@@ -2,7 +2,8 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from apps.accounts.models import Role
-from apps.orders.cards import CARD_SIZES, required_bytes, smallest_card_gb
+from apps.orders import contents
+from apps.orders.cards import CARD_SIZES, smallest_card_gb
 from apps.orders.models import (
     Configuration,
     Order,
@@ -14,13 +15,39 @@ from apps.orders.pipeline import download_url
 
 
 class ContentEntrySerializer(serializers.Serializer):
-    """One content file: its URL, size and a way to check it."""
+    """One content entry (``apps.orders.contents``): a ZIM file, with its URL, size
+    and a way to check it and what Kiwix's catalog says of it, or a package of
+    offspot-config's catalog named by its ident."""
 
-    title = serializers.CharField(max_length=200)
-    url = serializers.URLField()
-    # 2**53: exact in every JSON parser, and 500 such sizes still add up to less
-    # than a 64-bit integer (MongoDB refuses bigger ones: a 500).
-    size = serializers.IntegerField(min_value=1, max_value=2**53)
+    kind = serializers.ChoiceField(
+        choices=contents.KINDS,
+        required=False,
+        help_text=_("zim (the default) or package."),
+    )
+    ident = serializers.CharField(
+        max_length=200,
+        required=False,
+        help_text=_(
+            "A ZIM's publisher:name:flavour, or a package of offspot-config's catalog."
+        ),
+    )
+    name = serializers.CharField(max_length=200, required=False)
+    flavour = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    version = serializers.CharField(max_length=50, required=False, allow_blank=True)
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True
+    )
+    languages = serializers.ListField(
+        child=serializers.CharField(max_length=20), required=False, max_length=20
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=50
+    )
+    url = serializers.URLField(required=False)
+    size = serializers.IntegerField(
+        min_value=1, max_value=contents.MAX_SIZE, required=False
+    )
     sha256 = serializers.RegexField(
         r"^[0-9a-f]{64}$",
         required=False,
@@ -32,6 +59,25 @@ class ContentEntrySerializer(serializers.Serializer):
         error_messages={"invalid": _("Give the 32 lowercase hex digits of an MD5.")},
     )
     checksum_url = serializers.URLField(required=False)
+
+    def validate(self, attrs):
+        if attrs.get("kind") == contents.PACKAGE:
+            if "ident" not in attrs:
+                raise serializers.ValidationError(
+                    {"ident": _("Name a package of offspot-config's catalog.")}
+                )
+            extra = sorted(set(attrs) - contents.PACKAGE_KEYS)
+            if extra:
+                raise serializers.ValidationError(
+                    dict.fromkeys(extra, _("A package entry has only its ident."))
+                )
+            return attrs
+        missing = [key for key in ("title", "url", "size") if key not in attrs]
+        if missing:
+            raise serializers.ValidationError(
+                dict.fromkeys(missing, _("A ZIM entry needs this field."))
+            )
+        return attrs
 
 
 class ConfigurationSerializer(serializers.ModelSerializer):
@@ -47,6 +93,12 @@ class ConfigurationSerializer(serializers.ModelSerializer):
     language = serializers.ChoiceField(choices=language_choices())
     contents = ContentEntrySerializer(many=True, allow_empty=False)
     total_size = serializers.IntegerField(read_only=True)
+    image_bytes = serializers.IntegerField(
+        read_only=True,
+        help_text=_(
+            "offspot-config's minimum image size as of the last change (bytes)."
+        ),
+    )
     min_card_size_gb = serializers.SerializerMethodField()
     admin_password = serializers.CharField(
         write_only=True, min_length=8, max_length=64, trim_whitespace=False
@@ -63,6 +115,7 @@ class ConfigurationSerializer(serializers.ModelSerializer):
             "owner",
             "name",
             "ssid",
+            "domain",
             "language",
             "timezone",
             "admin_login",
@@ -73,6 +126,7 @@ class ConfigurationSerializer(serializers.ModelSerializer):
             "branding_favicon",
             "contents",
             "total_size",
+            "image_bytes",
             "min_card_size_gb",
             "created_at",
             "updated_at",
@@ -80,7 +134,7 @@ class ConfigurationSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "updated_at"]
 
     def get_min_card_size_gb(self, obj) -> int | None:
-        return smallest_card_gb(obj.total_size)
+        return smallest_card_gb(obj.image_bytes) if obj.image_bytes else None
 
     def get_has_wifi_password(self, obj) -> bool:
         return bool(obj.wifi_password)
@@ -103,6 +157,9 @@ class ConfigurationSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {"name": _("You already have a configuration with this name.")}
             )
+        # What offspot-config refuses is refused now, not when an order is placed;
+        # and lists show the minimum image size without rendering each row.
+        attrs["image_bytes"] = instance.render().min_size
         return attrs
 
     def _current(self) -> dict:
@@ -146,7 +203,6 @@ class OrderSerializer(serializers.ModelSerializer):
     kind = serializers.ChoiceField(
         choices=OrderKind.choices, default=OrderKind.PHYSICAL
     )
-    required_bytes = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -159,7 +215,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "card_size_gb",
             "quantity",
             "content_bytes",
-            "required_bytes",
+            "image_bytes",
             "recipient_name",
             "recipient_email",
             "recipient_phone",
@@ -177,15 +233,13 @@ class OrderSerializer(serializers.ModelSerializer):
         read_only_fields = [
             "status",
             "content_bytes",
+            "image_bytes",
             "shipment_carrier",
             "shipment_tracking",
             "shipped_at",
             "failure_reason",
             "expires_at",
         ]
-
-    def get_required_bytes(self, obj) -> int:
-        return required_bytes(obj.content_bytes)
 
     def get_download_url(self, obj) -> str | None:
         if obj.kind != OrderKind.DOWNLOAD or obj.image is None:

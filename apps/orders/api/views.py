@@ -1,8 +1,12 @@
+import json
+
+import yaml
 from django.db.models import Prefetch
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, viewsets
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, renderers, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
@@ -16,11 +20,37 @@ from apps.orders.api.serializers import (
     OrderSerializer,
     ShipSerializer,
 )
+from apps.orders.cards import smallest_card_gb
 from apps.orders.models import Configuration, Order, OrderEvent, OrderStatus
 from apps.scheduler.models import Task
 
 # People who design hotspots and order cards; workers and the warehouse may not.
 IsCustomer = has_role(Role.CLIENT, *Role.staff())
+#: The hotspot's passwords are in a recipe: no cache may keep one.
+NO_STORE = {"Cache-Control": "no-store"}
+RecipePreview = inline_serializer(
+    "RecipePreview",
+    {
+        "recipe": serializers.CharField(help_text="image-creator's YAML"),
+        "image_bytes": serializers.IntegerField(),
+        "min_card_size_gb": serializers.IntegerField(allow_null=True),
+    },
+)
+
+
+class YAMLRenderer(renderers.BaseRenderer):
+    """A recipe as the YAML text it is (errors as YAML too)."""
+
+    media_type = "application/yaml"
+    format = "yaml"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, str):
+            return data.encode()
+        # Errors: DRF's ErrorDetail strings become plain ones on the way.
+        plain = json.loads(json.dumps(data, default=str))
+        return yaml.safe_dump(plain, allow_unicode=True).encode()
 
 
 class OwnerMayChange(BasePermission):
@@ -47,6 +77,21 @@ class ConfigurationViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         serializer.save(owner=self.request.user)
+
+    @extend_schema(responses=RecipePreview)
+    @action(detail=True, methods=["get"])
+    def recipe(self, request, pk=None):
+        """What an order of this configuration would build, rendered now: the
+        YAML, its minimum image size and the smallest card it fits on."""
+        recipe = self.get_object().render()
+        return Response(
+            {
+                "recipe": recipe.text,
+                "image_bytes": recipe.min_size,
+                "min_card_size_gb": smallest_card_gb(recipe.min_size),
+            },
+            headers=NO_STORE,
+        )
 
 
 class OrderViewSet(
@@ -88,6 +133,41 @@ class OrderViewSet(
         data = dict(serializer.validated_data)
         order = pipeline.place_order(owner=self.request.user, **data)
         serializer.instance = order
+
+    @extend_schema(
+        responses={
+            (200, "application/yaml"): OpenApiResponse(
+                str, description="image-creator's YAML, as frozen on the order"
+            ),
+            (200, "application/json"): inline_serializer(
+                "OrderRecipe",
+                {
+                    "recipe": serializers.CharField(),
+                    "image_bytes": serializers.IntegerField(),
+                },
+            ),
+        }
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=[YAMLRenderer, renderers.JSONRenderer],
+    )
+    def recipe(self, request, pk=None):
+        """The image-creator YAML frozen on the order when it was placed: what its
+        image is built from (``python -m workers.creator build`` takes it as is).
+        YAML by default; ``Accept: application/json`` gives it inside JSON."""
+        order = self.get_object()
+        if not order.recipe:
+            raise NotFound(_("This order was placed before recipes were kept."))
+        if request.accepted_renderer.format == "json":
+            return Response(
+                {"recipe": order.recipe, "image_bytes": order.image_bytes},
+                headers=NO_STORE,
+            )
+        name = f"order-{order.pk}.yaml"
+        headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'}
+        return Response(order.recipe, headers=headers)
 
     @extend_schema(request=CancelSerializer, responses=OrderSerializer)
     @action(detail=True, methods=["post"])

@@ -3,7 +3,7 @@ the configuration, cancelling (and how workers learn it), filters, bad input."""
 
 from django.test import TestCase
 
-from apps.orders.cards import GIB, required_bytes, usable_bytes
+from apps.orders.cards import GIB, usable_bytes
 from apps.orders.models import Order, OrderEvent, OrderStatus
 from apps.scheduler.models import Image, Task, TaskKind, TaskStatus
 from apps.scheduler.testing import ZIM, World, api, configuration, event, order
@@ -56,13 +56,17 @@ class PlaceOrderTests(OrderTestCase):
         )
         task = Task.objects.get(order=placed)
         self.assertEqual((task.kind, task.status), ("create", "pending"))
-        self.assertEqual(response.json()["required_bytes"], required_bytes(ZIM["size"]))
+        # The image needs what offspot-config says: base, content and margin.
+        needed = self.config.render().min_size
+        self.assertGreater(needed, ZIM["size"])
+        self.assertEqual(response.json()["image_bytes"], needed)
+        self.assertEqual((placed.image_bytes, task.needed_bytes), (needed, needed))
 
     def test_content_too_big_for_the_card_says_by_how_much_and_which_card_fits(self):
         self.config.contents = [{**ZIM, "size": 10 * GIB}]
         self.config.save()
         message = self.assert_refused(self.place(card_size_gb=8), "card_size_gb")
-        over = (required_bytes(10 * GIB) - usable_bytes(8)) / GIB
+        over = (self.config.render().min_size - usable_bytes(8)) / GIB
         self.assertIn(f"{over:.2f} GiB too much", message)
         self.assertIn("Choose a 32 GB card", message)
 

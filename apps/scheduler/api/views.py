@@ -1,7 +1,6 @@
 from uuid import uuid4
 
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -170,7 +169,7 @@ class TaskViewSet(
     @property
     def reads(self) -> bool:
         """Whether this action reads a task rather than acting under its lease."""
-        return self.action in {"list", "retrieve", "download_info", "branding"}
+        return self.action in {"list", "retrieve", "download_info"}
 
     def not_held(self, task):
         """How ``HoldsTask`` refuses: reading a task that is not the caller's is
@@ -304,16 +303,6 @@ class TaskViewSet(
         data = ImageSerializer(task.image).data
         data["ftp_url"] = task.image.warehouse.ftp_url
         return Response(data)
-
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
-    @action(detail=True, methods=["get"], url_path=r"branding/(?P<which>logo|favicon)")
-    def branding(self, request, pk=None, which=None):
-        """A branding image of the order being built, for the creator holding it."""
-        task = self.task(pk)
-        name = (task.order.config.get("branding") or {}).get(which)
-        if task.kind != TaskKind.CREATE or not name or not default_storage.exists(name):
-            raise Http404
-        return FileResponse(default_storage.open(name), as_attachment=True)
 
     @extend_schema(responses=DiagnosisSerializer)
     @action(detail=True, methods=["get"])

@@ -24,7 +24,9 @@ def freeze_work(apps, schema_editor):
     for task in Task.objects.filter(status__in=ACTIVE):
         if task.kind == "create":
             order = Order.objects.get(pk=task.order_id)
-            needed = settings.BASE_IMAGE_BYTES + int(order.content_bytes * 1.05)
+            # BASE_IMAGE_BYTES (4 GiB by default) was the base system's room then.
+            base = getattr(settings, "BASE_IMAGE_BYTES", 4 * 1024**3)
+            needed = base + int(order.content_bytes * 1.05)
             work = {
                 "config": order.config,
                 "card_size_gb": order.card_size_gb,

@@ -132,7 +132,12 @@ def _fitting(kind, candidates, free_disk, card_capacity, extra):
         return candidates, "", ""
     fitting = [t for t in candidates if t.needed_bytes <= limit]
     if kind == TaskKind.WRITE:
-        why = _("Card too small: the image has %(size)d bytes, the card %(cap)d.")
+        # A copy asks for a card of the size ordered, not just one its image
+        # fits on (apps.orders.pipeline.create_write_tasks).
+        why = _(
+            "Card too small: the copy needs a card of %(size)d bytes at least "
+            "(the size ordered), this one has %(cap)d."
+        )
         return fitting, why % {"size": smallest, "cap": limit}, "card_too_small"
     why = _("Not enough free disk: the image has %(size)d bytes, the disk %(free)d.")
     return fitting, why % {"size": smallest, "free": limit}, "no_room"

@@ -123,12 +123,13 @@ def diagnose(task: Task) -> dict:
                 _("%(n)d of %(b)d cards failed so far; last: %(e)s")
                 % {"n": task.card_failures, "b": task.card_budget, "e": task.error}
             )
-        if task.image and any(
-            s.card_capacity and s.card_capacity < task.image.size for s in slots
-        ):
+        if any(s.card_capacity and s.card_capacity < task.needed_bytes for s in slots):
             reasons.append(
-                _("A card in a slot is too small: the image needs %(n)d bytes.")
-                % {"n": task.image.size}
+                _(
+                    "A card in a slot is too small: the copy needs a card of the "
+                    "size ordered, %(n)d bytes at least."
+                )
+                % {"n": task.needed_bytes}
             )
     if task.attempts:
         reasons.append(

@@ -7,8 +7,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from apps.accounts.models import Role
@@ -27,7 +25,6 @@ from apps.scheduler.models import (
 from apps.scheduler.services.workers import register_worker
 from apps.scheduler.testing import ZIM, CommittingAPIClient, World, api
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 SHA_IMG = "1" * 64
 SHA_BMAP = "2" * 64
 CALLERS = (
@@ -102,10 +99,13 @@ def new_config(cast: Cast, owner: str = "client") -> Configuration:
 
 def new_order(cast: Cast, owner: str = "client", status=OrderStatus.PENDING) -> Order:
     config = new_config(cast, owner)
+    recipe = config.render()
     return Order.objects.create(
         owner=config.owner,
         configuration=config,
         config=config.snapshot(),
+        recipe=recipe.text,
+        image_bytes=recipe.min_size,
         kind=OrderKind.PHYSICAL,
         card_size_gb=8,
         content_bytes=config.total_size,
@@ -168,15 +168,6 @@ def held_write(cast, caller):
 
 def held_create(cast, caller):
     return new_task(cast, TaskKind.CREATE, cast.workers["creator"])
-
-
-def held_create_with_logo(cast, caller):
-    task = held_create(cast, caller)
-    name = default_storage.save(f"branding/{uuid4().hex}.png", ContentFile(PNG))
-    Order.objects.filter(pk=task.order_id).update(
-        config={**task.order.config, "branding": {"logo": name, "favicon": None}}
-    )
-    return task
 
 
 def pending_of_each_kind(cast, caller):
@@ -253,6 +244,22 @@ def sees_own_workers(test, cast, subject, caller, response):
 
 def answers_subject(test, cast, subject, caller, response):
     test.assertEqual(str(response.json()["id"]), str(subject.pk))
+
+
+def answers_recipe(test, cast, subject, caller, response):
+    """The order's frozen YAML as a YAML download, kept out of caches."""
+    test.assertEqual(response["Content-Type"], "application/yaml; charset=utf-8")
+    test.assertEqual(response["Cache-Control"], "no-store")
+    test.assertEqual(response.content.decode(), subject.recipe)
+    test.assertIn("hotspot-admin-pw", subject.recipe)
+
+
+def previews_recipe(test, cast, subject, caller, response):
+    """The configuration rendered now, with its size and smallest card."""
+    data = response.json()
+    recipe = subject.render()
+    test.assertEqual((data["recipe"], data["image_bytes"]), recipe)
+    test.assertEqual(data["min_card_size_gb"], 8)
 
 
 def created_for_caller(model, **fields):

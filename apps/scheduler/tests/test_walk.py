@@ -1,5 +1,6 @@
 """Whole orders walked through the API: build, upload, download, write, ship."""
 
+import yaml
 from django.core import mail
 from django.test import TestCase
 
@@ -65,7 +66,11 @@ class WalkTestCase(TestCase):
             "task"
         ]
         self.assertEqual(task["kind"], "create")
-        self.assertEqual(task["work"]["config"]["ssid"], "Kiwix")
+        # The work is the frozen recipe (image-creator's YAML) and the folder.
+        self.assertEqual(set(task["work"]), {"recipe", "upload_folder", "warehouse"})
+        self.assertEqual(task["work"]["recipe"], order.recipe)
+        recipe = yaml.safe_load(task["work"]["recipe"])
+        self.assertEqual(recipe["offspot"]["ap"]["ssid"], "Kiwix")
         self.assertEqual(task["work"]["upload_folder"], f"orders/{order.pk}")
         order.refresh_from_db()
         self.assertEqual(order.status, "building")
