@@ -26,6 +26,7 @@ from offspot_config.packages import FilesPackage, ZimPackage
 from offspot_config.utils.misc import b64_encode
 from offspot_config.utils.sizes import get_min_image_size
 
+from demo.catalog import ContentServer
 from workers.common.hashing import sha256_file
 from workers.creator.oci import export_name
 from workers.creator.tests.conftest import (
@@ -119,8 +120,6 @@ def render(base: Path, zims: list[str], sizes: list[int], url: str, digest: str)
 @pytest.fixture(scope="module")
 def hotspot(tmp_path_factory, base_image, zim_files, registry):
     """A ConfigBuilder recipe built by the command line into out.img."""
-    from demo.catalog import ContentServer
-
     folder = tmp_path_factory.mktemp("hotspot")
     www = folder / "www"
     www.mkdir()
