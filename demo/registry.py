@@ -161,6 +161,14 @@ class LocalRegistry:
             f"docker://{self.host}/{target}",
         )  # fmt: skip
 
+    def stand_in_for(self, idents, layout: Path, tag: str = "1.0") -> None:
+        """Push ``layout`` under each image name of ``idents`` (a recipe's
+        ``ghcr.io/offspot/…:tag``), registry part left out: with the creator's
+        ``--registry-mirror ghcr.io=<this registry's url>`` a recipe rendered by
+        ConfigBuilder builds offline, every image being this small one."""
+        for ident in idents:
+            self.push(layout, ident.split("/", 1)[1], tag)
+
     def requests_for(self, what: str) -> list[str]:
         """The access log's request lines that contain ``what``."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -140,8 +140,7 @@ def hotspot(tmp_path_factory, base_image, zim_files, registry):
     )
     document = yaml.safe_load(text)
     # The one small image of the registry, under every name the builder uses.
-    for image in document["oci_images"]:
-        registry.push(registry.layout, image["ident"].removeprefix("ghcr.io/"))
+    registry.stand_in_for([i["ident"] for i in document["oci_images"]], registry.layout)
     recipe = folder / "recipe.yaml"
     recipe.write_text(text)
     output = folder / "out.img"
