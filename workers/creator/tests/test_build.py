@@ -8,10 +8,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -28,9 +30,11 @@ from offspot_config.utils.sizes import get_min_image_size
 
 from demo.catalog import ContentServer
 from workers.common.hashing import sha256_file
+from workers.creator import cli
 from workers.creator.oci import export_name
 from workers.creator.tests.conftest import (
     BASE_ROOTFS_SIZE,
+    TINY_IMAGE,
     png_48x48,
     publish,
     run,
@@ -349,3 +353,57 @@ def test_a_build_stopped_by_sigterm_leaves_nothing_behind(
     assert not output.exists()
     assert not Path(f"{output}.bmap").exists()
     assert list((tmp_path / "work").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="already not root: every test here is")
+def test_a_user_without_root_builds_a_recipe_with_an_oci_image(base_image, registry):
+    nobody = 65534
+    folder = Path(tempfile.mkdtemp(prefix="creator-nobody-"))
+    try:
+        os.chmod(folder, 0o755)  # noqa: S103 - nobody must reach its files
+        os.chown(folder, nobody, nobody)
+        base = folder / "base.img"
+        base.write_bytes(base_image.read_bytes())
+        recipe = folder / "recipe.yaml"
+        recipe.write_text(
+            yaml.safe_dump(
+                {
+                    "base": {"source": str(base), "rootfs_size": BASE_ROOTFS_SIZE},
+                    "oci_images": [
+                        {"ident": TINY_IMAGE, "filesize": 20480, "fullsize": 10240}
+                    ],
+                    "files": [{"to": "/data/contents/a.txt", "content": "hello"}],
+                    "offspot": {"timezone": "UTC"},
+                }
+            )
+        )
+        output = folder / "out.img"
+        pid = os.fork()
+        if pid == 0:  # the child drops root for good, builds, reports by exit code
+            code = 1
+            try:
+                os.setgroups([])
+                os.setgid(nobody)
+                os.setuid(nobody)
+                os.environ["HOME"] = "/nonexistent"  # as a service account's
+                code = cli.main(
+                    [
+                        str(recipe), str(output),
+                        "--work-dir", str(folder / "work"),
+                        "--cache-dir", str(folder / "cache"),
+                        "--registry-mirror", f"ghcr.io={registry.url}",
+                        "--log-level", "ERROR",
+                    ]
+                )  # fmt: skip
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert output.stat().st_uid == nobody
+        table = json.loads(run("sfdisk", "-J", str(output)).stdout)["partitiontable"]
+        data = f"{output}?offset={table['partitions'][2]['start'] * 512}"
+        stat = run("debugfs", "-R", f"stat /images/{export_name(TINY_IMAGE)}", data)
+        assert "User:     0   Group:     0" in stat.stdout
+    finally:
+        shutil.rmtree(folder)
