@@ -292,7 +292,6 @@ class Chain:
             "--host", f"demo-{name}",
             "--work-dir", str(self.demo / name / "work"),
             "--cache-dir", str(self.demo / "creator-cache"), "--cache-size", "2G",
-            "--base-image", str(self.demo / "base.img"),
             "--poll", str(self.poll), "--renew", str(self.renew), "--progress", "log",
             env=self.worker_env("demo-creator"),
         )  # fmt: skip

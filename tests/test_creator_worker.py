@@ -1,4 +1,5 @@
-"""The creator worker against a live API, a real FTP server and a content server."""
+"""The creator worker against a live API, a real FTP server, a content server
+and a local OCI registry."""
 
 import hashlib
 import json
@@ -7,14 +8,17 @@ import threading
 import time
 
 import pytest
+import yaml
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
 from workers.common.bmap import load_bmap
+from workers.creator.oci import export_name
+from workers.creator.tests.conftest import BASE_ROOTFS_SIZE, TINY_IMAGE, publish, run
 from workers.creator.tests.conftest import base_image as base_image  # fixture
 from workers.creator.tests.conftest import http_server as http_server  # fixture
-from workers.creator.tests.conftest import publish, run
+from workers.creator.tests.conftest import registry as registry  # fixture
 from workers.creator.tests.conftest import zim_files as zim_files  # fixture
 from workers.creator.worker import Creator, parser
 
@@ -55,7 +59,7 @@ def world(ftp_server):
     return world
 
 
-def creator(live_server, tmp_path, base_image, *extra):
+def creator(live_server, tmp_path, *extra):
     from apps.accounts.testing import PASSWORD
 
     secret = tmp_path / "password"
@@ -67,7 +71,6 @@ def creator(live_server, tmp_path, base_image, *extra):
             "--password-file", str(secret),
             "--work-dir", str(tmp_path / "work"),
             "--cache-dir", str(tmp_path / "cache"),
-            "--base-image", str(base_image),
             "--host", "builder-test",
             "--poll", "0.2",
             "--once",
@@ -78,29 +81,55 @@ def creator(live_server, tmp_path, base_image, *extra):
     return Creator(options)
 
 
-def place(world, http_server, zim_files, missing=False):
+def place(world, http_server, zim_files, base_image, missing=False, image=None):
+    """An order whose create task holds an image-creator recipe (the work the
+    scheduler hands out since issue 12)."""
+    from apps.scheduler.models import Task
     from apps.scheduler.testing import configuration, order
 
     base_url, state = http_server
-    contents = []
+    files = []
     for zim in zim_files:
         path = publish(state, zim)
-        contents.append(
-            {"title": zim.stem, "url": base_url + path, "size": zim.stat().st_size}
+        files.append(
+            {
+                "to": f"/data/contents/zims/{zim.name}",
+                "url": base_url + path,
+                "size": zim.stat().st_size,
+            }
         )
     if missing:
-        contents.append({"title": "gone", "url": base_url + "/gone.zim", "size": 10})
-    config = configuration(world.client, contents=contents, ssid="École 42")
-    return order(world.client, config=config, kind="download", quantity=1)
+        files.append(
+            {"to": "/data/contents/zims/gone.zim", "url": base_url + "/gone.zim"}
+        )
+    recipe = {
+        "base": {"source": str(base_image), "rootfs_size": BASE_ROOTFS_SIZE},
+        "output": {"size": "auto"},
+        "oci_images": (
+            [{"ident": image, "filesize": 20480, "fullsize": 10240}] if image else []
+        ),
+        "files": files,
+        "offspot": {"timezone": "Africa/Dakar", "ap": {"ssid": "École 42"}},
+    }
+    placed = order(world.client, config=configuration(world.client), kind="download")
+    Task.objects.filter(order=placed, kind="create").update(
+        work={
+            "recipe": yaml.safe_dump(recipe, allow_unicode=True),
+            "upload_folder": f"orders/{placed.pk}",
+        }
+    )
+    return placed
 
 
 def test_the_creator_builds_uploads_and_reports_an_order(
-    live_server, tmp_path, base_image, zim_files, http_server, ftp_server, world
-):
+    live_server, tmp_path, base_image, zim_files, http_server, ftp_server, world,
+    registry,
+):  # fmt: skip
     from apps.scheduler.models import Image, Task
 
-    placed = place(world, http_server, zim_files)
-    assert creator(live_server, tmp_path, base_image).run() == 0
+    placed = place(world, http_server, zim_files, base_image, image=TINY_IMAGE)
+    mirror = f"ghcr.io=http://{registry.host}"
+    assert creator(live_server, tmp_path, "--registry-mirror", mirror).run() == 0
 
     task = Task.objects.get(order=placed)
     assert task.status == "succeeded", task.error
@@ -112,7 +141,9 @@ def test_the_creator_builds_uploads_and_reports_an_order(
         while chunk := handle.read(8 * 1024 * 1024):
             sha.update(chunk)
     assert sha.hexdigest() == image.sha256 == task.result["sha256"]
-    assert uploaded.stat().st_size == image.size == 7_436_500_992  # an 8 GB card
+    # Sized to the content (the base and its root file system, three small ZIM
+    # files and their margin), not to a card.
+    assert uploaded.stat().st_size == image.size < 400 * 1024 * 1024
     bmap = load_bmap(folder / image.bmap_name)
     assert bmap.image_size == image.size
     assert 0 < bmap.mapped_bytes < 200 * 1024 * 1024
@@ -121,13 +152,17 @@ def test_the_creator_builds_uploads_and_reports_an_order(
     assert len(table["partitions"]) == 3
     boot = table["partitions"][0]["start"] * 512
     config = subprocess.run(
-        ["mtype", "-i", f"{uploaded}@@{boot}", "::/hotspot.yaml"],
+        ["mtype", "-i", f"{uploaded}@@{boot}", "::/offspot.yaml"],
         capture_output=True,
         check=True,
         env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"},
     ).stdout.decode()
-    assert "École 42" in config
-    assert "zim/" in config
+    assert yaml.safe_load(config)["ap"]["ssid"] == "École 42"
+    data = f"{uploaded}?offset={table['partitions'][2]['start'] * 512}"
+    zims = run("debugfs", "-R", "ls -p /contents/zims", data).stdout
+    assert all(f"/{zim.name}/" in zims for zim in zim_files)
+    images = run("debugfs", "-R", "ls -p /images", data).stdout
+    assert f"/{export_name(TINY_IMAGE)}/" in images
     assert not (tmp_path / "work" / str(placed.pk)).exists()  # nothing left behind
     # One claim, one success: the build was not done twice.
     assert task.events.filter(type="claimed").count() == 1
@@ -139,8 +174,8 @@ def test_a_missing_content_file_fails_the_order_naming_the_url(
 ):
     from apps.scheduler.models import Image, Task
 
-    placed = place(world, http_server, zim_files[:1], missing=True)
-    assert creator(live_server, tmp_path, base_image).run() == 0
+    placed = place(world, http_server, zim_files[:1], base_image, missing=True)
+    assert creator(live_server, tmp_path).run() == 0
     task = Task.objects.get(order=placed)
     assert task.status == "failed"
     assert "/gone.zim" in task.error
@@ -166,8 +201,8 @@ def test_a_cancel_during_the_build_stops_it_and_leaves_no_files(
     from apps.scheduler.models import Image, Task
 
     http_server[1].delay = 0.2  # slow downloads: the cancel lands mid-build
-    placed = place(world, http_server, zim_files)
-    worker = creator(live_server, tmp_path, base_image, "--renew", "0.2")
+    placed = place(world, http_server, zim_files, base_image)
+    worker = creator(live_server, tmp_path, "--renew", "0.2")
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:

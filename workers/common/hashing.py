@@ -9,6 +9,7 @@ speed of its data.
 
 import hashlib
 import os
+import zlib
 from collections.abc import Callable
 
 from workers.common.bmap import data_extents
@@ -20,9 +21,32 @@ Progress = Callable[[int, int], None]
 _ZEROS = memoryview(bytes(CHUNK))
 
 
+class Adler32:
+    """adler32 with hashlib's interface: one of the checksums image-creator's
+    recipes may give (aria2 prints it as 8 hexadecimal digits)."""
+
+    name = "adler32"
+
+    def __init__(self) -> None:
+        self.value = 1
+
+    def update(self, data) -> None:
+        self.value = zlib.adler32(data, self.value)
+
+    def hexdigest(self) -> str:
+        return f"{self.value:08x}"
+
+
 def hashers(algorithms=("sha256",)) -> dict:
-    """New hash objects by name, e.g. ("sha256", "md5"); md5 only as a checksum."""
-    return {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
+    """New hash objects by name, e.g. ("sha256", "md5"); md5, sha1 and adler32
+    only as checksums against damage, not as proof of origin."""
+    return {name: _new(name) for name in algorithms}
+
+
+def _new(name: str):
+    if name == "adler32":
+        return Adler32()
+    return hashlib.new(name, usedforsecurity=False)
 
 
 def hash_file(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,21 +41,22 @@ def prepare_base_image(
     source: str | os.PathLike,
     *,
     cache: ContentCache,
-    sha256: str | None = None,
-    md5: str | None = None,
+    checksums: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> Path:
     """Raw sparse base image for `source` (URL, file:// URL or path), cached.
 
-    The checksum is that of the published (compressed) file. The decompressed raw
-    image is a cache entry of its own, pinned like fetched content: release it
-    with `cache.unpin(path)` once the build is done.
+    `checksums` (hashlib names to hex digests) are those of the published
+    (compressed) file; without any, ``<url>.sha256`` or ``.md5`` is used when
+    published. The decompressed raw image is a cache entry of its own, pinned
+    like fetched content: release it with `cache.unpin(path)` once the build is
+    done.
     """
     fetched = cache.fetch(
         source,
-        sha256=sha256,
-        md5=md5,
+        checksums=checksums,
+        require_checksum=False,
         progress=_phase(progress, "downloading base"),
         cancel=cancel,
     )
@@ -63,7 +65,15 @@ def prepare_base_image(
         return fetched  # already raw: stays pinned for the build
     try:
         meta = cache.metadata(fetched) or {}
-        identity = sha256 or meta.get("sha256") or md5 or meta.get("md5")
+        given = dict(checksums or {})
+        identity = next(
+            (
+                f"{algo}:{value}"
+                for algo, value in (*meta.items(), *given.items())
+                if algo in ("sha256", "sha512", "sha384", "sha224", "sha1", "md5")
+            ),
+            None,
+        )
         if identity is None:
             # A local file without checksum: its path, size and mtime identify it.
             stat = fetched.stat()

@@ -6,6 +6,7 @@ Layout under the cache root::
     data/NAME          verified entries; mtime is the last use (LRU order)
     meta/NAME.json     url, size and checksums of an entry
     tmp/NAME.part      downloads in progress, resumed with HTTP Range requests
+    tmp/KEY.work/      what a producer keeps between attempts (an OCI layout's blobs)
     locks/NAME.lock    one download of NAME at a time, across processes
 
 A build pins the entries it uses with a shared flock on the entry file; eviction
@@ -31,15 +32,20 @@ from pathlib import Path
 import requests
 
 from workers.common.progress import Cancel, Canceled, Progress
+from workers.creator import outbound
 from workers.creator.download import (
     ContentError,
     OnBytes,
+    algorithms_for,
     check_digests,
     download,
     expected_checksums,
     file_digests,
+    parse_checksum_text,
     published_checksum,
 )
+
+ENTRY_KEYS = {"url", "sha256", "md5", "size", "checksums"}
 
 
 def local_path(source: str | os.PathLike) -> Path | None:
@@ -52,6 +58,13 @@ def local_path(source: str | os.PathLike) -> Path | None:
     if parsed.scheme == "":
         return Path(source)
     return None
+
+
+def _expected(
+    sha256: str | None, md5: str | None, checksums: Mapping[str, str] | None
+) -> dict[str, str]:
+    given = {"sha256": sha256, "md5": md5, **(checksums or {})}
+    return expected_checksums(**{algo: value for algo, value in given.items() if value})
 
 
 def _url_filename(url: str) -> str:
@@ -139,21 +152,26 @@ class ContentCache:
         *,
         sha256: str | None = None,
         md5: str | None = None,
+        checksums: Mapping[str, str] | None = None,
         size: int | None = None,
+        require_checksum: bool = True,
         progress: Progress | None = None,
         cancel: Cancel | None = None,
     ) -> Path:
         """Path of the verified content at `url`, downloading it if needed.
 
-        Without a checksum, `<url>.sha256` (else `<url>.md5`) gives it. Local paths
-        and file:// URLs are verified (when a checksum or a .sha256/.md5 file beside
-        them exists) and returned as they are, not copied into the cache.
+        `checksums` maps hashlib names (sha256, sha512, md5, adler32…) to hex
+        digests, besides `sha256` and `md5`. Without any, `<url>.sha256` (else
+        `<url>.md5`) gives it; when neither exists the download is refused,
+        unless `require_checksum` is false. Local paths and file:// URLs are
+        verified (when a checksum or a .sha256/.md5 file beside them exists) and
+        returned as they are, not copied into the cache.
         """
         return self._fetch(
             url,
-            sha256=sha256,
-            md5=md5,
+            expected=_expected(sha256, md5, checksums),
             size=size,
+            require_checksum=require_checksum,
             on_bytes=_percent_reporter(progress, "downloading"),
             cancel=cancel,
         )
@@ -164,22 +182,24 @@ class ContentCache:
         workers: int = 3,
         progress: Progress | None = None,
         cancel: Cancel | None = None,
+        require_checksum: bool = True,
     ) -> list[Path]:
         """Fetch several entries at a time; paths in the order of `entries`.
 
         An entry is a URL or a mapping with "url" and optional "sha256", "md5",
-        "size". On the first failure the other downloads stop (their partial
-        files are kept for a later resume) and the error is raised.
+        "checksums", "size" (as `fetch` takes them). On the first failure the
+        other downloads stop (their partial files are kept for a later resume)
+        and the error is raised.
         """
         items = [
             {"url": e} if isinstance(e, str | os.PathLike) else dict(e) for e in entries
         ]
         for item in items:
-            unknown = set(item) - {"url", "sha256", "md5", "size"}
+            unknown = set(item) - ENTRY_KEYS
             if "url" not in item or unknown:
                 raise ValueError(
                     f"bad content entry {item!r}: give a URL or a mapping with 'url' "
-                    "and optional 'sha256', 'md5', 'size'"
+                    "and optional 'sha256', 'md5', 'checksums', 'size'"
                 )
         state = [[0, item.get("size")] for item in items]
         state_lock = threading.Lock()
@@ -210,9 +230,11 @@ class ContentCache:
             try:
                 return self._fetch(
                     item["url"],
-                    sha256=item.get("sha256"),
-                    md5=item.get("md5"),
+                    expected=_expected(
+                        item.get("sha256"), item.get("md5"), item.get("checksums")
+                    ),
                     size=item.get("size"),
+                    require_checksum=require_checksum,
                     on_bytes=on_bytes_for(index),
                     cancel=stop,
                 )
@@ -245,8 +267,12 @@ class ContentCache:
         producer: Callable[[Path], None],
         *,
         meta: Mapping | None = None,
+        hashed: bool = False,
     ) -> Path:
-        """Cached (pinned) file for `key`, made by `producer(tmp_path)` when missing."""
+        """Cached (pinned) file for `key`, made by `producer(tmp_path)` when missing.
+
+        With `hashed`, the entry's size and sha256 are recorded, for `verify`.
+        """
         name = self._entry_name(key, filename)
         data = self.root / "data" / name
         with self._flock(self.root / "locks" / f"{name}.lock"):
@@ -257,10 +283,34 @@ class ContentCache:
             part.unlink(missing_ok=True)
             try:
                 producer(part)
+                facts = {"key": key, **(meta or {})}
+                if hashed:
+                    facts |= {"size": part.stat().st_size, **file_digests(part)}
             except BaseException:
                 part.unlink(missing_ok=True)
                 raise
-            return self._commit(name, part, {"key": key, **(meta or {})}, key)
+            return self._commit(name, part, facts, key)
+
+    def verify(self, path: Path) -> bool:
+        """Whether a (pinned) entry still has the size and sha256 recorded."""
+        meta = self.metadata(path) or {}
+        if "sha256" not in meta or Path(path).stat().st_size != meta.get("size"):
+            return False
+        return file_digests(Path(path), ("sha256",))["sha256"] == meta["sha256"]
+
+    def scratch(self, key: str) -> Path:
+        """A folder kept for `key` between attempts (an OCI layout whose blobs a
+        later pull reuses); the caller removes it once done with it."""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        folder = self.root / "tmp" / f"{digest}.work"
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def discard(self, path: Path) -> None:
+        """Remove a damaged entry this object pins (other builds' pins win)."""
+        self.unpin(path)
+        with self._flock(self.root / ".lock"):
+            self._try_evict(Path(path))
 
     def metadata(self, path: Path) -> dict | None:
         """What the cache knows of an entry path (url, size, sha256, md5)."""
@@ -298,10 +348,7 @@ class ContentCache:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            # Transparent decompression would break Range offsets and checksums.
-            session.headers["Accept-Encoding"] = "identity"
-            self._local.session = session
+            session = self._local.session = outbound.session()
         return session
 
     @staticmethod
@@ -404,13 +451,12 @@ class ContentCache:
         self,
         url: str | os.PathLike,
         *,
-        sha256: str | None,
-        md5: str | None,
+        expected: dict[str, str],
         size: int | None,
+        require_checksum: bool,
         on_bytes: OnBytes | None,
         cancel: Cancel | None,
     ) -> Path:
-        expected = expected_checksums(sha256, md5)
         path = local_path(url)
         if path is not None:
             return self._fetch_local(path, expected, size, on_bytes)
@@ -423,14 +469,17 @@ class ContentCache:
         data = self.root / "data" / name
         with self._flock(self.root / "locks" / f"{name}.lock"):
             meta = self._read_meta(name)
-            cached = meta is not None and self._meta_matches(meta, expected, size)
-            if cached and self._pin(data):
-                os.utime(data)  # most recently used
-                if on_bytes:
-                    on_bytes(meta["size"], meta["size"])
-                return data
+            if meta is not None and self._pin(data):
+                if self._meta_matches(name, data, meta, expected, size):
+                    os.utime(data)  # most recently used
+                    if on_bytes:
+                        on_bytes(meta["size"], meta["size"])
+                    return data
+                self.unpin(data)
             if not expected:
-                expected = published_checksum(self._session(), source, self.timeout)
+                expected = published_checksum(
+                    self._session(), source, self.timeout, required=require_checksum
+                )
             part = self.root / "tmp" / f"{name}.part"
             digests, total = download(
                 self._session(),
@@ -442,6 +491,7 @@ class ContentCache:
                 retries=self.retries,
                 timeout=self.timeout,
                 reserve=self._reserve,
+                algorithms=algorithms_for(expected),
             )
             try:
                 check_digests(source, expected, digests)
@@ -452,10 +502,25 @@ class ContentCache:
                 name, part, {"url": source, "size": total, **digests}, source
             )
 
-    @staticmethod
-    def _meta_matches(meta: Mapping, expected: Mapping, size: int | None) -> bool:
+    def _meta_matches(
+        self,
+        name: str,
+        data: Path,
+        meta: dict,
+        expected: Mapping[str, str],
+        size: int | None,
+    ) -> bool:
+        """Whether the (pinned) entry is the expected content; a checksum the
+        entry was not hashed with yet is computed once and recorded."""
         if size is not None and meta.get("size") != size:
             return False
+        missing = tuple(algo for algo in expected if algo not in meta)
+        if missing:
+            meta.update(file_digests(data, missing))
+            meta_path = self.root / "meta" / f"{name}.json"
+            tmp_meta = meta_path.with_suffix(".json.tmp")
+            tmp_meta.write_text(json.dumps(meta, sort_keys=True))
+            os.replace(tmp_meta, meta_path)
         return all(meta.get(algo) == value for algo, value in expected.items())
 
     def _fetch_local(
@@ -476,11 +541,13 @@ class ContentCache:
             for algo in ("sha256", "md5"):
                 sidecar = path.with_name(f"{path.name}.{algo}")
                 if sidecar.is_file():
-                    token = (sidecar.read_text().split() or [""])[0]
-                    expected = expected_checksums(**{algo: token})
+                    expected = parse_checksum_text(
+                        str(sidecar), algo, sidecar.read_text()
+                    )
                     break
         if expected:
-            check_digests(str(path), expected, file_digests(path, on_bytes=on_bytes))
+            digests = file_digests(path, tuple(expected), on_bytes=on_bytes)
+            check_digests(str(path), expected, digests)
         elif on_bytes:
             on_bytes(path.stat().st_size, path.stat().st_size)
         return path

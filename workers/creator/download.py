@@ -18,9 +18,20 @@ import requests
 from workers.common.hashing import hash_file, hashers
 from workers.common.progress import Cancel, Canceled
 
+#: computed for every download: the cache records them
 ALGORITHMS = ("sha256", "md5")
+#: hex digits of each checksum a recipe may give (image-creator's list, by
+#: hashlib's names: sha-256 is sha256)
+HEX_LENGTHS = {
+    "sha1": 40,
+    "sha224": 56,
+    "sha256": 64,
+    "sha384": 96,
+    "sha512": 128,
+    "md5": 32,
+    "adler32": 8,
+}
 READ_SIZE = 64 * 1024
-HEX_LENGTHS = {"sha256": 64, "md5": 32}
 TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
 
 #: on_bytes(bytes so far, bytes in all or None when unknown)
@@ -36,11 +47,16 @@ class Interrupted(Exception):
 
 
 def expected_checksums(
-    sha256: str | None = None, md5: str | None = None
+    sha256: str | None = None, md5: str | None = None, **others: str | None
 ) -> dict[str, str]:
-    """The checksums given, checked to be hexadecimal digests."""
+    """The checksums given (by hashlib name), checked to be hexadecimal digests."""
     expected = {}
-    for algo, value in (("sha256", sha256), ("md5", md5)):
+    for algo, value in {"sha256": sha256, "md5": md5, **others}.items():
+        if algo not in HEX_LENGTHS:
+            raise ContentError(
+                f"{algo} is not a checksum the creator knows: use one of "
+                f"{', '.join(HEX_LENGTHS)}"
+            )
         if value:
             value = value.strip().lower()
             if not re.fullmatch(f"[0-9a-f]{{{HEX_LENGTHS[algo]}}}", value):
@@ -52,6 +68,11 @@ def expected_checksums(
     return expected
 
 
+def algorithms_for(expected: Mapping[str, str]) -> tuple[str, ...]:
+    """What a download computes: the recorded ones and those it is checked with."""
+    return (*ALGORITHMS, *(algo for algo in expected if algo not in ALGORITHMS))
+
+
 def check_digests(source: str, expected: Mapping[str, str], actual: Mapping) -> None:
     for algo, value in expected.items():
         if actual[algo] != value:
@@ -61,16 +82,36 @@ def check_digests(source: str, expected: Mapping[str, str], actual: Mapping) -> 
             )
 
 
-def file_digests(path: Path, *, on_bytes: OnBytes | None = None) -> dict[str, str]:
-    """sha256 and md5 hex digests of a whole file."""
-    found = hash_file(path, ALGORITHMS, progress=on_bytes)
+def file_digests(
+    path: Path,
+    algorithms: tuple[str, ...] = ALGORITHMS,
+    *,
+    on_bytes: OnBytes | None = None,
+) -> dict[str, str]:
+    """Hex digests of a whole file (sha256 and md5 unless told)."""
+    found = hash_file(path, algorithms, progress=on_bytes)
     return {algo: digest.hexdigest() for algo, digest in found.items()}
 
 
+def parse_checksum_text(source: str, algo: str, text: str) -> dict[str, str]:
+    """The digest at the start of a checksum file (``md5sum``'s format or the
+    digest alone)."""
+    token = (text.split() or [""])[0]
+    try:
+        return expected_checksums(**{algo: token})
+    except ContentError as exc:
+        raise ContentError(f"{source}: {exc}") from None
+
+
 def published_checksum(
-    session: requests.Session, url: str, timeout: tuple[float, float]
+    session: requests.Session,
+    url: str,
+    timeout: tuple[float, float],
+    *,
+    required: bool = True,
 ) -> dict[str, str]:
-    """The checksum published beside ``url``: ``<url>.sha256``, else ``.md5``."""
+    """The checksum published beside ``url``: ``<url>.sha256``, else ``.md5``;
+    {} when neither exists and none is ``required``."""
     for algo in ALGORITHMS:
         checksum_url = f"{url}.{algo}"
         try:
@@ -83,11 +124,9 @@ def published_checksum(
             raise ContentError(
                 f"{checksum_url}: HTTP {response.status_code} {response.reason}"
             )
-        token = (response.text.split() or [""])[0]
-        try:
-            return expected_checksums(**{algo: token})
-        except ContentError as exc:
-            raise ContentError(f"{checksum_url}: {exc}") from None
+        return parse_checksum_text(checksum_url, algo, response.text)
+    if not required:
+        return {}
     raise ContentError(
         f"{url}: no checksum given and neither {url}.sha256 nor {url}.md5 exists: "
         "pass sha256= or md5=, or publish a checksum file beside the content"
@@ -105,14 +144,16 @@ def download(
     retries: int,
     timeout: tuple[float, float],
     reserve: Callable[[int], None] | None = None,
+    algorithms: tuple[str, ...] = ALGORITHMS,
 ) -> tuple[dict[str, str], int]:
     """Download into `part`, resuming what is there; (digests, size).
 
     ``reserve(bytes)`` is called before the rest of the file is written, to
-    make room for it. A dropped connection is retried ``retries`` times with a
+    make room for it. ``algorithms`` are the digests computed on the way. A
+    dropped connection is retried ``retries`` times with a
     growing pause; the partial file is kept for the next call to resume.
     """
-    digests, hashed = hashers(ALGORITHMS), 0
+    digests, hashed = hashers(algorithms), 0
     failures = 0
     while True:
         offset = part.stat().st_size if part.exists() else 0
@@ -149,9 +190,9 @@ def download(
                     reserve(total - offset)
                 if hashed != offset:
                     digests = (
-                        hash_file(part, ALGORITHMS, limit=offset)
+                        hash_file(part, algorithms, limit=offset)
                         if offset
-                        else hashers(ALGORITHMS)
+                        else hashers(algorithms)
                     )
                     hashed = offset
                 with part.open("r+b" if offset else "wb") as out:

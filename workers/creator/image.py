@@ -1,13 +1,13 @@
 """Build an SD-card image without root: no mount, no loop device.
 
-The base image is copied sparse, grown to the size the API gives for the order
-(the usable bytes of its card, ``work["image_bytes"]``), given a data
-partition with sfdisk, and the data filesystem is made inside the image file by
-`mke2fs -d` at the partition's offset. The hotspot configuration goes onto the FAT
-boot partition with mtools.
+The base image is copied sparse and grown to the image's size, its data
+partition (3) grown to the end with sfdisk (or added after the root partition),
+and the data filesystem made inside the image file by `mke2fs -d` at the
+partition's offset from a staging tree. Files for the FAT boot partition
+(``offspot.yaml``) are put there with mtools.
 
 The steps live beside this module: ``partitions`` (sfdisk), ``filesystem``
-(mke2fs), ``hotspot`` (the configuration file) and ``tools`` (running them).
+(mke2fs, debugfs) and ``tools`` (running them).
 """
 
 from __future__ import annotations
@@ -16,20 +16,20 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from workers.common.bmap import data_extents
 from workers.common.progress import Cancel, Progress
 from workers.creator.filesystem import (
     CHUNK,
+    TreeUsage,
     check_room,
+    give_to_root,
     make_filesystem,
     materialize_unwritten,
-    stage,
 )
-from workers.creator.hotspot import CONFIG_NAME, render_config
 from workers.creator.partitions import (
     Partition,
     PartitionTable,
@@ -42,7 +42,6 @@ from workers.creator.tools import (
     BuildCanceled,
     BuildError,
     check_cancel,
-    check_tools,
     run,
 )
 
@@ -59,54 +58,46 @@ class BuiltImage:
     data_size: int
 
 
-ContentFiles = Sequence[tuple[os.PathLike | str, os.PathLike | str]]
-
-
 def build_image(
     *,
     base_image: Path,
     output: Path,
-    image_bytes: int,
-    content_files: ContentFiles,
-    hotspot_config: Mapping,
+    image_size: int,
+    staging: Path,
+    usage: TreeUsage,
     work_dir: Path,
+    boot_files: Sequence[tuple[Path, str]] = (),
     progress: Progress | None = None,
     cancel: Cancel | None = None,
-    boot_files: ContentFiles = (),
-    config_name: str = CONFIG_NAME,
 ) -> BuiltImage:
-    """Build the card image of `image_bytes` bytes at `output` and describe it.
+    """Build the image of `image_size` bytes at `output` and describe it.
 
-    content_files: (source file, path on the data partition) pairs; sources are
-    hard-linked, not copied, into the staging tree mke2fs reads. boot_files:
-    (source file, name) pairs put next to the configuration on the boot partition.
-    On cancel (BuildCanceled) or any error, the files this build made are removed.
+    staging: the data partition's tree (``usage`` is what it takes), copied by
+    mke2fs; boot_files: (source file, name) pairs put on the boot partition. On
+    cancel (BuildCanceled) or any error, the files this build made are removed.
     """
     base_image, output, work_dir = Path(base_image), Path(output), Path(work_dir)
-    image_size = _check_size(image_bytes)
-    check_tools()
-    contents = _check_content(content_files)
+    if image_size <= 0 or image_size % 512:
+        raise BuildError(f"the image size {image_size} is not whole 512-byte sectors")
     boots = _check_boot_files(boot_files)
-    config_text = render_config(hotspot_config, contents)
     if not base_image.is_file():
         raise BuildError(f"base image {base_image} does not exist")
     base_size = base_image.stat().st_size
     if base_size > image_size:
         raise BuildError(
             f"base image {base_image} ({base_size} bytes) is bigger than the "
-            f"image may be ({image_size} bytes, what the card holds): use a bigger "
-            "card"
+            f"image may be ({image_size} bytes): give a bigger output.size"
         )
     base_table = read_partition_table(base_image)
     boot = boot_partition(base_table, base_image)
     data_start = data_partition_start(base_table, base_image)
-    check_room(contents, image_size - data_start, image_size)
+    check_room(usage, image_size - data_start, image_size)
 
     report = _Reporter(progress)
     work_dir.mkdir(parents=True, exist_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     part = output.with_name(output.name + ".part")
-    scratch = Path(tempfile.mkdtemp(prefix="build-", dir=work_dir))
+    scratch = Path(tempfile.mkdtemp(prefix="image-", dir=work_dir))
     try:
         check_cancel(cancel)
         report("copying base", 0)
@@ -123,22 +114,19 @@ def build_image(
         report("partitioning", None)
         table = add_data_partition(part, base_table)
         data = table.get(3)
-        check_room(contents, data.size, image_size)
+        check_room(usage, data.size, image_size)
         report("partitioning", 100)
 
         check_cancel(cancel)
         report("building filesystem", 0)
-        staging = scratch / "staging"
-        stage(contents, staging, cancel)
-        make_filesystem(part, data, staging, contents, report, cancel)
+        make_filesystem(part, data, staging, usage, report, cancel)
+        give_to_root(part, data, staging, scratch)
         materialize_unwritten(part, data.start, data.end)
         report("building filesystem", 100)
 
         check_cancel(cancel)
         report("writing config", None)
-        config = scratch / "config.yaml"
-        config.write_text(config_text, encoding="utf-8")
-        _mcopy(part, boot, [(config, config_name), *boots])
+        _mcopy(part, boot, boots)
         check_cancel(cancel)
         os.replace(part, output)
     except BaseException:
@@ -219,56 +207,16 @@ class _Reporter:
             self.progress(phase, None if percent is None else round(percent, 1))
 
 
-def _check_content(content_files: ContentFiles) -> list[tuple[Path, PurePosixPath]]:
-    contents: list[tuple[Path, PurePosixPath]] = []
-    seen: set[PurePosixPath] = set()
-    for src, dest in content_files:
-        src, dest = Path(src), PurePosixPath(dest)
-        if dest.is_absolute() or not dest.parts or ".." in dest.parts:
-            raise BuildError(
-                f"content destination {str(dest)!r} must be a relative path "
-                "inside the data partition, without '..'"
-            )
-        if not src.is_file():
-            raise BuildError(f"content file {src} does not exist or is not a file")
-        if dest in seen:
-            raise BuildError(f"content destination {dest} is used twice")
-        seen.add(dest)
-        contents.append((src, dest))
-    for _, dest in contents:
-        if any(parent in seen for parent in dest.parents):
-            raise BuildError(f"content destination {dest} is inside another file")
-    return contents
-
-
-def _check_boot_files(boot_files: ContentFiles) -> list[tuple[Path, str]]:
+def _check_boot_files(boot_files: Sequence[tuple[Path, str]]) -> list[tuple[Path, str]]:
     checked = []
     for src, name in boot_files:
         src, name = Path(src), str(name)
-        if not name or "/" in name or name in (".", "..") or name == CONFIG_NAME:
-            raise BuildError(
-                f"boot file name {name!r} must be a plain file name other than "
-                f"{CONFIG_NAME}"
-            )
+        if not name or "/" in name or name in (".", ".."):
+            raise BuildError(f"boot file name {name!r} must be a plain file name")
         if not src.is_file():
             raise BuildError(f"boot file {src} does not exist or is not a file")
         checked.append((src, name))
     return checked
-
-
-def _check_size(image_bytes) -> int:
-    # The API gives the card's usable bytes; a partition table counts sectors.
-    if (
-        not isinstance(image_bytes, int)
-        or isinstance(image_bytes, bool)
-        or image_bytes <= 0
-        or image_bytes % 512
-    ):
-        raise BuildError(
-            f"the image size {image_bytes!r} is not a whole number of 512-byte "
-            "sectors: give the card's usable bytes, as the API does"
-        )
-    return image_bytes
 
 
 def _mcopy(image: Path, boot: Partition, files: Sequence[tuple[Path, str]]) -> None:
@@ -298,6 +246,5 @@ __all__ = [
     "PartitionTable",
     "build_image",
     "read_partition_table",
-    "render_config",
     "sparse_copy",
 ]

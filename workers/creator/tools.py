@@ -1,6 +1,6 @@
 """What every step of a build shares: the tools it runs (sfdisk, mke2fs,
-mtools: found in the sbin folders too, as they need no root on an image file),
-and how it fails (BuildError) or stops (BuildCanceled)."""
+debugfs, mtools, skopeo: found in the sbin folders too, as they need no root on
+an image file), and how it fails (BuildError) or stops (BuildCanceled)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from collections.abc import Mapping
 
 from workers.common.progress import Cancel, Canceled
 
-TOOLS = {"sfdisk": "fdisk", "mke2fs": "e2fsprogs", "mcopy": "mtools"}
+TOOLS = {
+    "sfdisk": "fdisk",
+    "mke2fs": "e2fsprogs",
+    "debugfs": "e2fsprogs",
+    "mcopy": "mtools",
+}
+#: needed only by recipes with OCI images
+OCI_TOOLS = {"skopeo": "skopeo"}
 #: Debian keeps sfdisk and mke2fs in the sbin folders, which are not on an
 #: ordinary user's PATH, though on an image file they need no root.
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
@@ -52,10 +59,11 @@ def run(
     return result
 
 
-def check_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool, path=tool_path()) is None]
+def check_tools(*, oci: bool = False) -> None:
+    tools = {**TOOLS, **(OCI_TOOLS if oci else {})}
+    missing = [tool for tool in tools if shutil.which(tool, path=tool_path()) is None]
     if missing:
-        packages = " ".join(sorted({TOOLS[tool] for tool in missing}))
+        packages = " ".join(sorted({tools[tool] for tool in missing}))
         raise BuildError(
             f"{', '.join(missing)} not found on PATH nor in {', '.join(SBIN)}: "
             f"install the {packages} "

@@ -1,6 +1,7 @@
 """Fixtures with real parts: base images made with sfdisk/mtools/mke2fs, ZIM files
-made with zimwriterfs, and an HTTP server that honours Range requests (the
-demo's, recording what it is asked and able to cut a body short)."""
+made with zimwriterfs, an HTTP server that honours Range requests (the demo's,
+recording what it is asked and able to cut a body short), and a local OCI
+registry (Debian's docker-registry) holding a small image pushed with skopeo."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import shutil
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,17 +19,38 @@ import pytest
 from demo.catalog import ContentServer, RangeHandler, make_zim
 
 # Shared with the demo; test modules import them from here too.
-from demo.inputs import make_base_image, png_48x48, run  # noqa: F401
+from demo.inputs import BASE_ROOTFS_SIZE, make_base_image, png_48x48, run  # noqa: F401
+from demo.registry import LocalRegistry, make_oci_layout
+from workers.creator.oci import Mirror
 
-#: work["image_bytes"] the API gives for an 8 GB and a 16 GB card
-IMAGE_BYTES_8GB = 7_436_500_992
-IMAGE_BYTES_16GB = 14_877_196_288
+#: the tiny image the registry fixture holds, as a recipe names it
+TINY_IMAGE = "ghcr.io/offspot/tiny:1.0"
 
 
 @pytest.fixture(scope="session")
 def base_image(tmp_path_factory) -> Path:
-    """128 MiB dos-labelled base image with boot and root partitions."""
+    """116 MiB base image with the offspot base image's partitions."""
     return make_base_image(tmp_path_factory.mktemp("base") / "base.img")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A local registry holding a two-platform image as offspot/tiny:1.0."""
+    missing = [tool for tool in ("docker-registry", "skopeo") if not shutil.which(tool)]
+    if missing:
+        pytest.skip(
+            f"{', '.join(missing)} missing: apt-get install {' '.join(missing)}"
+        )
+    folder = tmp_path_factory.mktemp("registry")
+    with LocalRegistry(folder) as local:
+        local.layout = make_oci_layout(folder / "layout")
+        local.push(local.layout, "offspot/tiny:1.0")
+        yield local
+
+
+def mirrors(registry: LocalRegistry) -> dict[str, Mirror]:
+    """ghcr.io sent to the local registry, as --registry-mirror does it."""
+    return {"ghcr.io": Mirror(location=registry.host, insecure=True)}
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +92,8 @@ class RecordingHandler(RangeHandler):
             state.active += 1
             state.max_active = max(state.max_active, state.active)
             self.cut = state.cut_after.pop(path, None)
+        # A real server serves "a%20b.zim" from "a b.zim".
+        self.path = urllib.parse.unquote(self.path)
         try:
             super().do_GET()
         finally:

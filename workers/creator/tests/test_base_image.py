@@ -95,6 +95,6 @@ def test_a_base_image_with_a_wrong_checksum_is_refused(
     path = publish(state, compress(tmp_path, base_image, "zstd", ".zst"))
 
     with pytest.raises(ContentError, match=f"{url}{path}: sha256 checksum mismatch"):
-        prepare_base_image(url + path, cache=cache, sha256="c" * 64)
+        prepare_base_image(url + path, cache=cache, checksums={"sha256": "c" * 64})
 
     assert cache.entries() == []

@@ -8,8 +8,7 @@ import subprocess
 import pytest
 
 from workers.common.bmap import create_bmap
-from workers.creator.image import build_image
-from workers.creator.tests.conftest import IMAGE_BYTES_8GB
+from workers.creator.tests.test_image import build, content_of
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
@@ -22,15 +21,7 @@ needs_root = pytest.mark.skipif(
 def test_bmaptool_copy_of_a_built_image_matches_it_on_every_mapped_block(
     tmp_path, base_image, zim_files
 ):
-    image = tmp_path / "image.img"
-    build_image(
-        base_image=base_image,
-        output=image,
-        image_bytes=IMAGE_BYTES_8GB,
-        content_files=[(zim, f"zim/{zim.name}") for zim in zim_files],
-        hotspot_config={"name": "test", "ssid": "test"},
-        work_dir=tmp_path / "work",
-    )
+    image = build(tmp_path, base_image, content_of(zim_files)).path
     bmap = create_bmap(image, tmp_path / "image.bmap")
     card = tmp_path / "card"
     with open(card, "wb") as handle:

@@ -1,3 +1,7 @@
+"""The image itself: a sparse copy of the base grown to its size, the data
+partition grown with sfdisk and made by mke2fs from a staging tree, the boot
+partition's files written with mtools; no root, mount or loop device."""
+
 import hashlib
 import json
 import os
@@ -14,6 +18,7 @@ import yaml
 from workers.common.bmap import unwritten_extents
 from workers.creator import image as image_module
 from workers.creator import tools
+from workers.creator.filesystem import link_or_copy, make_folders, tree_usage
 from workers.creator.image import (
     PHASES,
     BuildCanceled,
@@ -21,24 +26,15 @@ from workers.creator.image import (
     build_image,
 )
 from workers.creator.tests.conftest import (
-    IMAGE_BYTES_8GB,
-    IMAGE_BYTES_16GB,
     allocated,
     make_base_image,
-    png_48x48,
     run,
 )
 
 MIB = 1024 * 1024
-CONFIG = {
-    "name": "Kiwix Hotspot",
-    "ssid": "kiwix",
-    "language": "fra",
-    "timezone": "Africa/Dakar",
-    "admin": {"login": "admin", "password": "admin-pass"},
-    "wifi_password": "wifi-secret",
-    "branding": {"logo": "logo.png"},
-}
+IMAGE_BYTES = 1024 * MIB
+BIG_IMAGE_BYTES = 2048 * MIB
+OFFSPOT = {"timezone": "Africa/Dakar", "ap": {"ssid": "École 42"}}
 
 
 def content_of(zim_files):
@@ -47,6 +43,37 @@ def content_of(zim_files):
         (zim_files[1], "zims/more/wiki2.zim"),
         (zim_files[2], "wiki3.zim"),
     ]
+
+
+def staged(folder: Path, files) -> Path:
+    """A staging tree with `files` ((source, path) pairs) linked in."""
+    staging = folder / "staging"
+    staging.mkdir(parents=True)
+    for src, dest in files:
+        dest = Path(dest)
+        make_folders(staging, dest.parent)
+        link_or_copy(Path(src), staging / dest)
+    return staging
+
+
+def offspot_yaml(folder: Path) -> Path:
+    path = folder / "offspot.yaml"
+    path.write_text(yaml.safe_dump(OFFSPOT))
+    return path
+
+
+def build(folder: Path, base: Path, files, size=IMAGE_BYTES, **extra):
+    staging = staged(folder, files)
+    arguments = {
+        "base_image": base,
+        "output": folder / "out" / "order.img",
+        "image_size": size,
+        "staging": staging,
+        "usage": tree_usage(staging),
+        "work_dir": folder / "work",
+        "boot_files": [(offspot_yaml(folder), "offspot.yaml")],
+    }
+    return build_image(**{**arguments, **extra})
 
 
 def sfdisk_table(path: Path) -> dict:
@@ -72,10 +99,8 @@ def leftovers(*folders: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, base_image, zim_files):
-    """One 8 GB image built from the small base and three ZIM files."""
+    """One 1 GiB image built from the small base and three ZIM files."""
     folder = tmp_path_factory.mktemp("built")
-    logo = folder / "logo.png"
-    logo.write_bytes(png_48x48())
     links = []
 
     def progress(phase, percent):
@@ -84,28 +109,19 @@ def built(tmp_path_factory, base_image, zim_files):
             links.append(zim_files[0].stat().st_nlink)
 
     reports = []
-    result = build_image(
-        base_image=base_image,
-        output=folder / "out" / "order.img",
-        image_bytes=IMAGE_BYTES_8GB,
-        content_files=content_of(zim_files),
-        hotspot_config=CONFIG,
-        work_dir=folder / "work",
-        progress=progress,
-        boot_files=[(logo, "logo.png")],
-    )
+    result = build(folder, base_image, content_of(zim_files), progress=progress)
     return result, reports, links, folder
 
 
-def test_the_image_has_the_usable_size_of_the_card(built):
+def test_the_image_has_the_size_it_was_given(built):
     result, *_ = built
 
-    assert result.size == IMAGE_BYTES_8GB
-    assert result.path.stat().st_size == IMAGE_BYTES_8GB
+    assert result.size == IMAGE_BYTES
+    assert result.path.stat().st_size == IMAGE_BYTES
     assert result.path.name == "order.img"
 
 
-def test_a_data_partition_fills_the_card_after_boot_and_root(built, base_image):
+def test_the_data_partition_is_grown_to_the_end_after_boot_and_root(built, base_image):
     result, *_ = built
     table = sfdisk_table(result.path)
     base = sfdisk_table(base_image)
@@ -113,10 +129,12 @@ def test_a_data_partition_fills_the_card_after_boot_and_root(built, base_image):
     starts = [p["start"] * 512 for p in table["partitions"]]
     sizes = [p["size"] * 512 for p in table["partitions"]]
     assert len(starts) == 3
+    assert table["id"] == base["id"]  # the PARTUUIDs of cmdline.txt and fstab
     assert table["partitions"][:2] == [
         {**p, "node": p["node"].replace(str(base_image), str(result.path))}
-        for p in base["partitions"]
+        for p in base["partitions"][:2]
     ]
+    assert table["partitions"][2]["start"] == base["partitions"][2]["start"]
     assert table["partitions"][2]["type"] == "83"
     assert starts[2] % (4 * MIB) == 0
     assert starts[2] + sizes[2] == result.size
@@ -169,25 +187,13 @@ def test_content_is_linked_into_the_staging_tree_not_copied(built):
     assert max(links) >= 2
 
 
-def test_the_hotspot_configuration_is_on_the_boot_partition(built):
+def test_the_boot_files_are_on_the_boot_partition_beside_the_bases(built):
     result, *_ = built
     boot = f"{result.path}@@{result.boot_offset}"
 
-    config = yaml.safe_load(run("mtype", "-i", boot, "::/hotspot.yaml").stdout)
+    config = yaml.safe_load(run("mtype", "-i", boot, "::/offspot.yaml").stdout)
 
-    assert config == {
-        **CONFIG,
-        "content": [
-            {"path": "zims/wiki1.zim", "size": config["content"][0]["size"]},
-            {"path": "zims/more/wiki2.zim", "size": config["content"][1]["size"]},
-            {"path": "wiki3.zim", "size": config["content"][2]["size"]},
-        ],
-    }
-    assert config["content"][0]["size"] > 300_000
-    logo = subprocess.run(
-        ["mtype", "-i", boot, "::/logo.png"], capture_output=True, check=True
-    )
-    assert logo.stdout == png_48x48()  # branding files beside the configuration
+    assert config == OFFSPOT  # the base's own offspot.yaml replaced
     assert "console=serial0" in run("mtype", "-i", boot, "::/cmdline.txt").stdout
 
 
@@ -195,8 +201,8 @@ def test_the_image_is_sparse(built, zim_files, base_image):
     result, *_ = built
     content = sum(src.stat().st_size for src in zim_files)
 
-    assert allocated(result.path) < result.size // 100
-    # Content, the base's data, the zeroed 32 MiB journal and a little metadata.
+    assert allocated(result.path) < result.size // 10
+    # Content, the base's data, the zeroed journal and a little metadata.
     assert allocated(result.path) < content + allocated(base_image) + 40 * MIB
 
 
@@ -232,43 +238,26 @@ def test_the_work_folder_is_left_empty(built):
     assert leftovers(folder / "out") == [str(folder / "out" / "order.img")]
 
 
-def test_a_third_partition_of_the_base_is_grown_and_its_old_content_replaced(
-    tmp_path, zim_files
-):
-    base = make_base_image(tmp_path / "base3.img", data_partition=True)
-    before = sfdisk_table(base)["partitions"][2]
+def test_a_base_without_data_partition_gets_one_after_its_root(tmp_path, zim_files):
+    base = make_base_image(tmp_path / "base2.img", data_partition=False)
+    root = sfdisk_table(base)["partitions"][1]
 
-    result = build_image(
-        base_image=base,
-        output=tmp_path / "out.img",
-        image_bytes=IMAGE_BYTES_16GB,
-        content_files=content_of(zim_files)[:1],
-        hotspot_config={"name": "grown"},
-        work_dir=tmp_path / "work",
-    )
+    result = build(tmp_path, base, content_of(zim_files)[:1])
 
-    after = sfdisk_table(result.path)["partitions"][2]
-    assert after["start"] == before["start"]
-    assert (after["start"] + after["size"]) * 512 == IMAGE_BYTES_16GB
-    names = debugfs_ls(result.path, result.data_offset, "/")
-    assert "zims" in names
-    assert "old.txt" not in names
+    data = sfdisk_table(result.path)["partitions"][2]
+    root_end = (root["start"] + root["size"]) * 512
+    assert data["start"] * 512 == -(-root_end // (4 * MIB)) * 4 * MIB
+    assert (data["start"] + data["size"]) * 512 == IMAGE_BYTES
+    assert "zims" in debugfs_ls(result.path, result.data_offset, "/")
 
 
 def test_a_gpt_base_image_gets_its_backup_header_at_the_new_end(tmp_path, zim_files):
     base = make_base_image(tmp_path / "gpt.img", label="gpt")
 
-    result = build_image(
-        base_image=base,
-        output=tmp_path / "out.img",
-        image_bytes=IMAGE_BYTES_8GB,
-        content_files=content_of(zim_files),
-        hotspot_config={"name": "gpt"},
-        work_dir=tmp_path / "work",
-    )
+    result = build(tmp_path, base, content_of(zim_files), size=BIG_IMAGE_BYTES)
 
     table = sfdisk_table(result.path)
-    sectors = IMAGE_BYTES_8GB // 512
+    sectors = BIG_IMAGE_BYTES // 512
     assert table["lastlba"] == sectors - 34
     assert run("sfdisk", "--verify", str(result.path)).stdout.count("No errors") == 1
     check = subprocess.run(
@@ -288,13 +277,10 @@ def test_a_cancel_in_any_phase_leaves_no_files_behind(
     current = []
 
     with pytest.raises(BuildCanceled):
-        build_image(
-            base_image=base_image,
-            output=tmp_path / "out" / "order.img",
-            image_bytes=IMAGE_BYTES_8GB,
-            content_files=content_of(zim_files),
-            hotspot_config=CONFIG,
-            work_dir=tmp_path / "work",
+        build(
+            tmp_path,
+            base_image,
+            content_of(zim_files),
             progress=lambda name, _: current.append(name),
             cancel=lambda: bool(current) and current[-1] == phase,
         )
@@ -332,21 +318,17 @@ def test_a_cancel_while_mke2fs_runs_stops_it_at_once(
             started.append(time.monotonic())
 
     with pytest.raises(BuildCanceled):
-        build_image(
-            base_image=base_image,
-            output=tmp_path / "out.img",
-            image_bytes=IMAGE_BYTES_8GB,
-            content_files=content_of(zim_files),
-            hotspot_config=CONFIG,
-            work_dir=tmp_path / "work",
+        build(
+            tmp_path,
+            base_image,
+            content_of(zim_files),
             progress=progress,
             cancel=cancel,
         )
 
     assert time.monotonic() - started[0] < 10
     assert leftovers(tmp_path / "work") == []
-    assert not (tmp_path / "out.img").exists()
-    assert not (tmp_path / "out.img.part").exists()
+    assert leftovers(tmp_path / "out") == []
 
 
 def test_a_failing_tool_fails_the_build_and_removes_the_half_built_image(
@@ -354,35 +336,23 @@ def test_a_failing_tool_fails_the_build_and_removes_the_half_built_image(
 ):
     fake_tool("mcopy", "echo 'disk full' >&2; exit 1")
 
-    with pytest.raises(BuildError, match=r"could not write hotspot.yaml .*disk full"):
-        build_image(
-            base_image=base_image,
-            output=tmp_path / "out.img",
-            image_bytes=IMAGE_BYTES_8GB,
-            content_files=content_of(zim_files),
-            hotspot_config=CONFIG,
-            work_dir=tmp_path / "work",
-        )
+    with pytest.raises(BuildError, match=r"could not write offspot.yaml .*disk full"):
+        build(tmp_path, base_image, content_of(zim_files))
 
     assert leftovers(tmp_path / "work") == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fakebin", "work"]
+    assert leftovers(tmp_path / "out") == []
 
 
-def test_missing_tools_are_named_with_the_package_to_install(
-    tmp_path, base_image, monkeypatch
-):
+def test_missing_tools_are_named_with_the_package_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(tools, "SBIN", ())
 
-    with pytest.raises(BuildError, match=r"sfdisk, mke2fs, mcopy not found .*fdisk"):
-        build_image(
-            base_image=base_image,
-            output=tmp_path / "out.img",
-            image_bytes=IMAGE_BYTES_8GB,
-            content_files=[],
-            hotspot_config=CONFIG,
-            work_dir=tmp_path / "work",
-        )
+    with pytest.raises(BuildError, match=r"sfdisk, mke2fs, debugfs, mcopy not found"):
+        tools.check_tools()
+    with pytest.raises(
+        BuildError, match=r"skopeo not found .*apt-get install .*skopeo"
+    ):
+        tools.check_tools(oci=True)
 
 
 def test_the_tools_are_found_in_sbin_when_path_lacks_it(tmp_path, monkeypatch):
@@ -392,7 +362,7 @@ def test_the_tools_are_found_in_sbin_when_path_lacks_it(tmp_path, monkeypatch):
     base = make_base_image(tmp_path / "base.img")
     table = image_module.read_partition_table(base)
 
-    assert len(table.partitions) == 2
+    assert len(table.partitions) == 3
     tools.check_tools()
 
 
@@ -405,49 +375,40 @@ def sparse_file(path: Path, size: int) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"image_bytes": 12 * 10**9 + 1}, "not a whole number of 512-byte"),
-        ({"content_files": [("ZIM", "../etc/passwd")]}, "must be a relative path"),
-        ({"content_files": [("ZIM", "a.zim"), ("ZIM", "a.zim")]}, "used twice"),
-        ({"content_files": [("ZIM", "a"), ("ZIM", "a/b.zim")]}, "inside another file"),
-        ({"content_files": [("MISSING", "a.zim")]}, "does not exist"),
-        ({"content_files": [("HUGE", "huge.zim")]}, "choose a bigger card"),
+        ({"image_size": IMAGE_BYTES + 1}, "not whole 512-byte sectors"),
+        ({"files": [("HUGE", "huge.zim")]}, "give a bigger output.size"),
         ({"base_image": "HUGE"}, "is bigger than the image may be"),
-        ({"hotspot_config": {"name": "x", "colour": 1}}, "unknown hotspot_config"),
-        ({"hotspot_config": {"ssid": "x"}}, "needs a non-empty 'name'"),
-        ({"hotspot_config": {"name": "x", "wifi_password": "short"}}, "8 to 63"),
-        ({"hotspot_config": {"name": "x", "timezone": "Mars/Base"}}, "IANA name"),
-        ({"hotspot_config": {"name": "x", "ssid": "s" * 33}}, "1 to 32 bytes"),
-        ({"hotspot_config": {"name": "x", "admin": {"login": 1}}}, "'admin' must"),
+        ({"base_image": "MISSING"}, "does not exist"),
         ({"boot_files": [("ZIM", "sub/logo.png")]}, "plain file name"),
     ],
 )
 def test_bad_requests_are_refused_before_any_file_is_written(
     tmp_path, base_image, zim_files, change, message
 ):
-    huge = sparse_file(tmp_path / "huge", 8 * 10**9)
+    huge = sparse_file(tmp_path / "huge", 2 * IMAGE_BYTES)
     named = {"ZIM": zim_files[0], "MISSING": tmp_path / "missing", "HUGE": huge}
-    arguments = {
-        "base_image": base_image,
-        "output": tmp_path / "out" / "order.img",
-        "image_bytes": IMAGE_BYTES_8GB,
-        "content_files": content_of(zim_files),
-        "hotspot_config": CONFIG,
-        "work_dir": tmp_path / "work",
+    files = [
+        (named.get(s, s), d) for s, d in change.pop("files", content_of(zim_files))
+    ]
+    extra = {
+        key: named.get(value, value) if isinstance(value, str) else value
+        for key, value in change.items()
     }
-    for key, value in change.items():
-        if isinstance(value, list):
-            value = [(named[src], dest) for src, dest in value]
-        arguments[key] = named.get(value, value) if isinstance(value, str) else value
+    if "boot_files" in extra:
+        extra["boot_files"] = [(named[s], n) for s, n in extra["boot_files"]]
+    base = extra.pop("base_image", base_image)
 
     with pytest.raises(BuildError, match=message):
-        build_image(**arguments)
+        build(tmp_path, base, files, **extra)
 
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "work").exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="already not root: every test here is")
-def test_an_image_is_built_by_a_user_without_root(base_image, zim_files):
+def test_an_image_is_built_by_a_user_without_root_with_root_s_files(
+    base_image, zim_files
+):
     nobody = 65534
     folder = Path(tempfile.mkdtemp(prefix="creator-nonroot-"))
     try:
@@ -469,13 +430,10 @@ def test_an_image_is_built_by_a_user_without_root(base_image, zim_files):
                 os.setgid(nobody)
                 os.setuid(nobody)
                 os.environ["HOME"] = str(folder)
-                build_image(
-                    base_image=folder / "base.img",
-                    output=folder / "out.img",
-                    image_bytes=IMAGE_BYTES_8GB,
-                    content_files=[(s, f"zims/{s.name}") for s in sources],
-                    hotspot_config=CONFIG,
-                    work_dir=folder / "work",
+                build(
+                    folder,
+                    folder / "base.img",
+                    [(s, f"zims/{s.name}") for s in sources],
                 )
                 code = 0
             except BaseException:
@@ -486,8 +444,15 @@ def test_an_image_is_built_by_a_user_without_root(base_image, zim_files):
 
         details = log.read_text() if log.exists() else ""
         assert os.waitstatus_to_exitcode(status) == 0, details
-        assert (folder / "out.img").stat().st_uid == nobody
-        data_offset = sfdisk_table(folder / "out.img")["partitions"][2]["start"] * 512
-        run("e2fsck", "-fn", f"{folder / 'out.img'}?offset={data_offset}")
+        image = folder / "out" / "order.img"
+        assert image.stat().st_uid == nobody
+        data_offset = sfdisk_table(image)["partitions"][2]["start"] * 512
+        run("e2fsck", "-fn", f"{image}?offset={data_offset}")
+        # As image-creator (root) writes them: root's, not the builder's.
+        for inside in ("/zims", "/zims/content0.zim"):
+            stat = run(
+                "debugfs", "-R", f"stat {inside}", f"{image}?offset={data_offset}"
+            )
+            assert "User:     0   Group:     0" in stat.stdout, stat.stdout
     finally:
         shutil.rmtree(folder)
