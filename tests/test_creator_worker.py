@@ -84,7 +84,7 @@ def creator(live_server, tmp_path, *extra):
 def place(world, http_server, zim_files, base_image, missing=False, image=None):
     """An order whose create task holds an image-creator recipe (the work the
     scheduler hands out since issue 12)."""
-    from apps.scheduler.models import Task
+    from apps.orders.models import Order
     from apps.scheduler.testing import configuration, order
 
     base_url, state = http_server
@@ -112,11 +112,9 @@ def place(world, http_server, zim_files, base_image, missing=False, image=None):
         "offspot": {"timezone": "Africa/Dakar", "ap": {"ssid": "École 42"}},
     }
     placed = order(world.client, config=configuration(world.client), kind="download")
-    Task.objects.filter(order=placed, kind="create").update(
-        work={
-            "recipe": yaml.safe_dump(recipe, allow_unicode=True),
-            "upload_folder": f"orders/{placed.pk}",
-        }
+    # The test's own recipe, in place of the rendered one: local base and files.
+    Order.objects.filter(pk=placed.pk).update(
+        recipe=yaml.safe_dump(recipe, allow_unicode=True)
     )
     return placed
 

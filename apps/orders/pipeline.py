@@ -160,21 +160,18 @@ def download_url(image: Image) -> str:
 # --- Building ----------------------------------------------------------------------
 
 
-def build_work(order: Order) -> dict:
-    """What a creator needs to build ``order``: the frozen YAML (image-creator's
-    format, ``output.size: auto``) and where to upload the image."""
-    return {"recipe": order.recipe, "upload_folder": f"orders/{order.pk}"}
-
-
 def build_task(order: Order) -> Task:
-    """The (unsaved) create task of ``order``, with the work it hands out. It
-    needs room for the image on the creator and in the warehouse."""
+    """The (unsaved) create task of ``order``. It needs room for the image on the
+    creator and in the warehouse. Its work says where to upload; the recipe (the
+    frozen YAML, a few hundred kilobytes with offspot's branding) is fetched by
+    the creator holding the task (``tasks/{id}/recipe/``), so that claims, which
+    read several candidate tasks, stay light."""
     return Task(
         order=order,
         kind=TaskKind.CREATE,
         max_attempts=settings.TASK_MAX_ATTEMPTS,
         needed_bytes=order.image_bytes,
-        work=build_work(order),
+        work={"upload_folder": f"orders/{order.pk}"},
     )
 
 

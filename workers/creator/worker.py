@@ -1,13 +1,13 @@
 """The creator worker: claims ``create`` tasks and builds each order's recipe.
 
-A task's work is ``{"recipe": <image-creator YAML>, "upload_folder": …}`` and
-its claim names the warehouse. Per task: the recipe is built as
-``python -m workers.creator build`` builds it (``build.py``: base image, OCI
-images and content from the shared cache, image sized to its content unless
-the recipe fixes it, block map) → sha256 → declare the image to the API →
-upload the image and its block map to the warehouse (resumable) → report
-success. The lease carries the phase and percentage all along; a lost lease or
-a cancel stops the build and removes its files.
+A task's work is ``{"upload_folder": …}``, its claim names the warehouse, and its
+recipe (image-creator's YAML) is fetched from ``tasks/{id}/recipe/``. Per task:
+the recipe is built as ``python -m workers.creator build`` builds it
+(``build.py``: base image, OCI images and content from the shared cache, image
+sized to its content unless the recipe fixes it, block map) → sha256 → declare
+the image to the API → upload the image and its block map to the warehouse
+(resumable) → report success. The lease carries the phase and percentage all
+along; a lost lease or a cancel stops the build and removes its files.
 """
 
 import argparse
@@ -114,11 +114,13 @@ class Creator(Worker):
 
     def build_and_upload(self, task, lease: Lease, folder: Path, bar) -> dict:
         work = task["work"]
-        if "recipe" not in work:
+        # The recipe is fetched apart: claims stay light (apps/orders/pipeline.py).
+        answer = self.api.get(f"api/v1/tasks/{task['id']}/recipe/")
+        if not isinstance(answer, dict) or not answer.get("recipe"):
             raise RecipeError(
                 "the task has no recipe: the scheduler is older than this creator"
             )
-        recipe = parse_recipe(work["recipe"])
+        recipe = parse_recipe(answer["recipe"])
         warehouse = work.get("warehouse") or task.get("warehouse")
         if not warehouse:
             raise BuildError("the claim named no warehouse to upload to")

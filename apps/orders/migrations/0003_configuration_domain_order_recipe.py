@@ -90,7 +90,7 @@ def freeze_recipes(apps, schema_editor):
             recipe=recipe.text, image_bytes=recipe.min_size
         )
         builds.update(
-            work={"recipe": recipe.text, "upload_folder": f"orders/{order.pk}"},
+            work={"upload_folder": f"orders/{order.pk}"},
             needed_bytes=recipe.min_size,
         )
 

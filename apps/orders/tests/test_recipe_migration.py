@@ -50,7 +50,7 @@ class FreezeRecipesTests(TestCase):
         build = Task.objects.get(order=placed)
         self.assertEqual(
             build.work,
-            {"recipe": expected.text, "upload_folder": f"orders/{placed.pk}"},
+            {"upload_folder": f"orders/{placed.pk}"},
         )
         self.assertEqual(build.needed_bytes, expected.min_size)
         self.config.refresh_from_db()

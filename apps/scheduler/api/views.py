@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.accounts.permissions import IsStaff
+from apps.orders.models import Order
 from apps.scheduler.api.permissions import (
     HoldsTask,
     IsWarehouse,
@@ -169,7 +170,7 @@ class TaskViewSet(
     @property
     def reads(self) -> bool:
         """Whether this action reads a task rather than acting under its lease."""
-        return self.action in {"list", "retrieve", "download_info"}
+        return self.action in {"list", "retrieve", "download_info", "recipe"}
 
     def not_held(self, task):
         """How ``HoldsTask`` refuses: reading a task that is not the caller's is
@@ -303,6 +304,22 @@ class TaskViewSet(
         data = ImageSerializer(task.image).data
         data["ftp_url"] = task.image.warehouse.ftp_url
         return Response(data)
+
+    @extend_schema(
+        responses=inline_serializer(
+            "TaskRecipe",
+            {"recipe": serializers.CharField(help_text="image-creator's YAML")},
+        )
+    )
+    @action(detail=True, methods=["get"])
+    def recipe(self, request, pk=None):
+        """The recipe of the order being built, for the creator holding the task:
+        it holds the hotspot's passwords, so no cache keeps it."""
+        task = self.task(pk)
+        if task.kind != TaskKind.CREATE:
+            raise Http404
+        text = Order.objects.values_list("recipe", flat=True).get(pk=task.order_id)
+        return Response({"recipe": text}, headers={"Cache-Control": "no-store"})
 
     @extend_schema(responses=DiagnosisSerializer)
     @action(detail=True, methods=["get"])

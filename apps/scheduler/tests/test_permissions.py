@@ -356,6 +356,17 @@ TABLE = [
         image_declared,
     ),
     Row(
+        "task-recipe",
+        "get",
+        "a build's recipe is sent to the creator holding it only",
+        {"creator": 200, "writer": 404, "downloader": 404},
+        held_create,
+        lambda s: f"{V1}/tasks/{s.pk}/recipe/",
+        check=lambda t, c, s, _, r: t.assertEqual(
+            (r.json()["recipe"], r["Cache-Control"]), (s.order.recipe, "no-store")
+        ),
+    ),
+    Row(
         "task-download-info",
         "get",
         "where to download an image is told to its holder and staff only",

@@ -66,10 +66,12 @@ class WalkTestCase(TestCase):
             "task"
         ]
         self.assertEqual(task["kind"], "create")
-        # The work is the frozen recipe (image-creator's YAML) and the folder.
-        self.assertEqual(set(task["work"]), {"recipe", "upload_folder", "warehouse"})
-        self.assertEqual(task["work"]["recipe"], order.recipe)
-        recipe = yaml.safe_load(task["work"]["recipe"])
+        # The work is where to upload; the frozen recipe (image-creator's YAML)
+        # comes with the task, from its own endpoint.
+        self.assertEqual(set(task["work"]), {"upload_folder", "warehouse"})
+        fetched = self.creator_api.get(f"/api/v1/tasks/{task['id']}/recipe/")
+        self.assertEqual(fetched.json()["recipe"], order.recipe)
+        recipe = yaml.safe_load(fetched.json()["recipe"])
         self.assertEqual(recipe["offspot"]["ap"]["ssid"], "Kiwix")
         self.assertEqual(task["work"]["upload_folder"], f"orders/{order.pk}")
         order.refresh_from_db()
