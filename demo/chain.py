@@ -20,8 +20,11 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 from demo import inputs
 from demo.cards import FileCardSlot, LoopCardSlot
+from demo.registry import LocalRegistry, make_oci_layout
 from workers.common.api import ApiClient
 from workers.common.names import Role
 
@@ -182,6 +185,7 @@ class Chain:
         self.children = Children(self.demo / "logs", base_env)
         self.passwords = self.demo / "passwords"
         self._clients: dict[str, ApiClient] = {}
+        self.registry: LocalRegistry | None = None
 
     # set-up
 
@@ -286,13 +290,31 @@ class Chain:
 
         wait_for(listening, "the warehouse", timeout=timeout, alive=self.children.check)
 
+    def start_registry(self, port: int | None = None) -> LocalRegistry:
+        """A local OCI registry standing in for ghcr.io: the hotspot's services
+        (dashboard, kiwix-serve…) are OCI images Kiwix publishes there, and this
+        machine cannot reach it. Every image a recipe names becomes one small
+        image of ours (``place_order``), pulled through the creator's mirror."""
+        self.registry = LocalRegistry(self.demo / "registry", port=port)
+        self.registry.start()
+        self.layout = self.demo / "registry-image"
+        if not (self.layout / "index.json").is_file():
+            make_oci_layout(self.layout)
+        return self.registry
+
     def start_creator(self, name: str = "creator") -> None:
+        mirror = (
+            ("--registry-mirror", f"ghcr.io={self.registry.url}")
+            if self.registry
+            else ()
+        )
         self.children.start(
             name, self.python, "-m", "workers.creator",
             "--host", f"demo-{name}",
             "--work-dir", str(self.demo / name / "work"),
             "--cache-dir", str(self.demo / "creator-cache"), "--cache-size", "2G",
             "--poll", str(self.poll), "--renew", str(self.renew), "--progress", "log",
+            *mirror,
             env=self.worker_env("demo-creator"),
         )  # fmt: skip
 
@@ -336,6 +358,7 @@ class Chain:
                 "contents": contents,
             },
         )
+        self.stand_in_for(api.get(f"api/v1/configurations/{config['id']}/recipe/"))
         order = api.post(
             "api/v1/orders/",
             {
@@ -349,6 +372,20 @@ class Chain:
             },
         )
         return order["id"]
+
+    def stand_in_for(self, preview: dict) -> None:
+        """Push our small image under every name the recipe's ``oci_images``
+        give, so the creator finds them in the local registry."""
+        idents = [i["ident"] for i in yaml.safe_load(preview["recipe"])["oci_images"]]
+        if not idents:
+            return
+        if self.registry is None:
+            raise DemoError(
+                f"the hotspot's recipe names {len(idents)} OCI images on ghcr.io, "
+                "which this machine cannot reach: start_registry() first (it needs "
+                "docker-registry and skopeo: apt-get install docker-registry skopeo)"
+            )
+        self.registry.stand_in_for(idents, self.layout)
 
     def order(self, order_id: str) -> dict:
         return self.client("demo-manager").get(f"api/v1/orders/{order_id}/")
@@ -374,3 +411,5 @@ class Chain:
 
     def stop(self) -> None:
         self.children.stop_all()
+        if self.registry is not None:
+            self.registry.stop()

@@ -91,9 +91,9 @@ class LocalRegistry:
     """``docker-registry serve`` on 127.0.0.1 with its storage in ``folder``;
     ``log`` records its requests (the tests count blob downloads)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, port: int | None = None) -> None:
         self.folder = folder
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
         self.log = folder / "registry.log"

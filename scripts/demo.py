@@ -130,6 +130,11 @@ def chain_once(
     entries = catalog_entries(zims, servers[0].url)
     phase_done("catalog")
     say(add_card_slots(slots, chain.demo, ["slot-1", "slot-2"]))
+    registry = chain.start_registry()
+    say(
+        f"a local OCI registry on {registry.url} stands in for ghcr.io: the "
+        "hotspot's services are OCI images this machine cannot download"
+    )
     say("starting a creator, a downloader and a writer with 2 slots")
     chain.start_creator()
     chain.start_downloader()

@@ -401,6 +401,8 @@ PYTHON
 web_port=$(free_ports 1)
 ftp_port=$(free_ports 1)
 passive=$(free_ports 20)
+# The local OCI registry standing in for ghcr.io (order.py starts it on this port).
+registry_port=$(free_ports 1)
 url=http://127.0.0.1:$web_port
 
 PGOPTIONS=--client-min-messages=warning psql -h 127.0.0.1 -U postgres -q -v ON_ERROR_STOP=1 \
@@ -449,6 +451,7 @@ DOWNLOADER_RESERVE=1G
 IMAGER_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DATABASE
 IMAGER_TEST_REDIS_URL=redis://127.0.0.1:6379/$redis_db
 IMAGER_TEST_WEB_PORT=$web_port
+IMAGER_TEST_REGISTRY_URL=http://127.0.0.1:$registry_port
 IMAGER_TEST_FTP_PORT=$ftp_port
 IMAGER_TEST_PASSIVE_PORTS=$passive-$((passive + 19))
 IMAGER_TEST_RUN=$RUN
@@ -548,6 +551,7 @@ timed stack "$step"
 step=$(now)
 say "one order through the warehouse, creator, downloader and writer containers"
 "$PY" docker/test/order.py --data "$chain" --port "$web_port" \
+  --registry-port "$registry_port" \
   --compose-site "$RUN/compose-site" --compose-host "$RUN/compose-host" \
   --while-running "bash $0 users" ||
   die "the order did not reach a verified card (the containers' logs are below)"

@@ -31,7 +31,16 @@ LEASE_SECONDS = 60
 # Bytes/s on the first card: its ~40 MB take 10 s, a write we can catch.
 THROTTLE = 4 * 1024 * 1024
 BLKIO = Path("/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device")
-TOOLS = ("zimwriterfs", "sfdisk", "mformat", "mcopy", "mke2fs", "losetup")
+TOOLS = (
+    "zimwriterfs",
+    "sfdisk",
+    "mformat",
+    "mcopy",
+    "mke2fs",
+    "losetup",
+    "docker-registry",
+    "skopeo",
+)
 
 
 def _missing() -> str | None:
@@ -165,6 +174,9 @@ def test_two_orders_reach_pending_shipment_through_a_killed_creator_a_cut_upload
         content = ContentServer(chain.demo / "catalog")
         entries = catalog_entries(zims, content.url)
         slots = {"slot-1": LoopCardSlot(), "slot-2": LoopCardSlot()}
+        # The hotspot's services are OCI images of ghcr.io: a local registry
+        # stands in for it (the recipes are Kiwix's, rendered by offspot-config).
+        chain.start_registry()
         chain.start_creator("creator")
         chain.start_downloader()
         chain.start_writer(slots)

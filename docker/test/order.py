@@ -84,6 +84,9 @@ def run(options) -> int:
     try:
         say("making the base image the creator's container gets mounted")
         chain.make_base_image()
+        # On the port the creator's mirror names (compose env file).
+        registry = chain.start_registry(port=options.registry_port)
+        say(f"a local OCI registry on {registry.url} stands in for ghcr.io")
         say("starting the warehouse and a creator (compose.site.yml)")
         compose(options.compose_site, "up", "-d", "--no-build", "warehouse", "creator")
         zims = make_catalog(chain.demo / "catalog", sizes=(200_000, 400_000))
@@ -161,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the Chain's data folder")
     parser.add_argument("--port", type=int, required=True, help="the web's port")
+    parser.add_argument(
+        "--registry-port", type=int, required=True, help="the local registry's port"
+    )
     parser.add_argument("--compose-site", required=True)
     parser.add_argument("--compose-host", required=True)
     parser.add_argument(
