@@ -113,7 +113,7 @@ def search_text(entry: ParsedEntry) -> str:
     return " ".join(dict.fromkeys(normalize(text).split()))
 
 
-def _row(entry: ParsedEntry) -> dict:
+def entry_fields(entry: ParsedEntry) -> dict:
     return {
         **entry.fields(),
         "search_text": search_text(entry),
@@ -135,10 +135,10 @@ def apply(source: CatalogSource, parsed: dict[str, ParsedEntry], report: Report)
     for opds_id, entry in parsed.items():
         known = existing.get(opds_id)
         if known is None:
-            new.append(Entry(source=source, updated_at=now, **_row(entry)))
+            new.append(Entry(source=source, updated_at=now, **entry_fields(entry)))
         elif known[1] != entry.content_hash or known[2] is not None:
             Entry.objects.filter(pk=known[0]).update(
-                **_row(entry), removed_at=None, updated_at=now
+                **entry_fields(entry), removed_at=None, updated_at=now
             )
             report.changed += 1
         else:

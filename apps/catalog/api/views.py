@@ -46,7 +46,7 @@ class EntryViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         if self.action != "list":
             return Entry.objects.all()
-        language = _query(self.request, "language", 3).lower()
+        language = _query(self.request, "language", 20).lower()
         if language and not LANGUAGE.match(language):
             raise ValidationError(
                 {"language": ["Use an ISO 639-3 (fra) or 639-1 (fr) code."]}
