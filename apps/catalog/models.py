@@ -138,10 +138,14 @@ class Entry(UUIDModel):
             )
         ]
         indexes = [
-            # The picker's pages: available entries by title, whole or by category.
-            models.Index(fields=("removed_at", "title"), name="catalog_avail_title"),
+            # The picker's pages: available entries in the order they are listed
+            # (title, id), whole or by category, read from the index without a sort.
             models.Index(
-                fields=("category", "removed_at", "title"), name="catalog_cat_title"
+                fields=("removed_at", "title", "id"), name="catalog_avail_title"
+            ),
+            models.Index(
+                fields=("category", "removed_at", "title", "id"),
+                name="catalog_cat_title",
             ),
             # Configurations and orders name ZIMs by name and flavour.
             models.Index(fields=("name", "flavour"), name="catalog_name_flavour"),

@@ -63,7 +63,7 @@ class PackageSerializer(serializers.Serializer):
     """One of offspot-config's own app or files packages."""
 
     ident = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["app", "files"])
+    kind = serializers.CharField(help_text="app or files")
     title = serializers.CharField()
     description = serializers.CharField()
     languages = serializers.ListField(child=serializers.CharField())
