@@ -50,7 +50,7 @@ case $command in
       --access-logfile - "$@"
     ;;
   rqworker) manage rqworker --with-scheduler "$@" ;;
-  rqcron) manage rqcron apps.scheduler.cron "$@" ;;
+  rqcron) manage rqcron imager_site.cron "$@" ;;
   sweep) manage sweep --loop "$@" ;;
   warehouse) exec python -m ftp "$@" ;;
   manage) manage "$@" ;;

@@ -7,6 +7,7 @@ by the system checks (``apps.common.checks``), which stop start-up with a hint.
 """
 
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -137,6 +138,7 @@ INSTALLED_APPS = [
     "apps.orders",
     "apps.scheduler",
     "apps.notifications",
+    "apps.catalog",
 ]
 if USING_MONGODB:
     INSTALLED_APPS.insert(0, "django_mongodb_backend")
@@ -422,6 +424,37 @@ elif urlsplit(HOTSPOT_KIWIX_MIRROR).scheme not in {
         "Give a mirror of download.kiwix.org/zim/, such as "
         "https://mirror.download.kiwix.org/zim/, or none.",
     )
+
+# --- Content catalog (apps.catalog) ------------------------------------------------
+
+# OPDS catalogs to import: Kiwix's public library, or any kiwix-serve.
+CATALOG_URLS = [
+    url.rstrip("/") for url in env.csv("CATALOG_URLS", ["https://library.kiwix.org"])
+]
+for _url in CATALOG_URLS:
+    if urlsplit(_url).scheme not in {"http", "https"} or not urlsplit(_url).hostname:
+        env.error(
+            "imager.E060",
+            "CATALOG_URLS",
+            f"CATALOG_URLS: {_url!r} is not an http(s) URL.",
+            "List catalog roots separated by commas, e.g. https://library.kiwix.org",
+        )
+CATALOG_REFRESH_HOURS = env.integer("CATALOG_REFRESH_HOURS", 24, minimum=1)
+# Entries asked for per OPDS page.
+CATALOG_PAGE_SIZE = env.integer("CATALOG_PAGE_SIZE", 500, minimum=10)
+# Outbound fetches go to public addresses only; these networks are allowed besides
+# (a kiwix-serve on the LAN, 127.0.0.0/8 in tests).
+OUTBOUND_ALLOWED_NETWORKS = env.csv("OUTBOUND_ALLOWED_NETWORKS", [])
+for _network in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ip_network(_network, strict=False)
+    except ValueError:
+        env.error(
+            "imager.E061",
+            "OUTBOUND_ALLOWED_NETWORKS",
+            f"OUTBOUND_ALLOWED_NETWORKS: {_network!r} is not a network.",
+            "List networks in CIDR form separated by commas, e.g. 192.168.1.0/24",
+        )
 
 # --- E-mail -------------------------------------------------------------------------
 

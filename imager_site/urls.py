@@ -6,6 +6,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.routers import APIRootView, DefaultRouter
 
 from apps.accounts.api import urls as accounts_api
+from apps.catalog.api import urls as catalog_api
 from apps.common.api.views import HealthView
 from apps.orders.api import urls as orders_api
 from apps.scheduler.api import urls as scheduler_api
@@ -19,12 +20,13 @@ class PublicAPIRootView(APIRootView):
 
 router = DefaultRouter()
 router.APIRootView = PublicAPIRootView
-for api in (accounts_api, orders_api, scheduler_api):
+for api in (accounts_api, catalog_api, orders_api, scheduler_api):
     api.register(router)
 
 api_v1 = [
     # Named paths first: "users/me/" must win over the router's "users/<pk>/".
     *accounts_api.urlpatterns,
+    *catalog_api.urlpatterns,
     path("health/", HealthView.as_view(), name="health"),
     path("", include(router.urls)),
 ]
