@@ -1,7 +1,7 @@
 """Flash engine benchmark: our engine against dd on the same loop device, as root.
 
     .venv/bin/python bench/flash_bench.py [--size-mib 2048] [--mapped 0.5]
-        [--dir DIR] [--repeat 5] [--loop-direct-io on|off]
+        [--dir DIR] [--repeat 5] [--loop-direct-io on|off] [--baseline DIR]
 
 One sparse image (random data in extents of 64 KiB-8 MiB, ``--mapped`` of it
 data), one loop device over a preallocated file. Rows: full-image write (engine
@@ -11,6 +11,9 @@ an image, which checks the image against the bmap, and the next card), verify
 without the image; the whole image) vs ``dd iflag=direct`` read, bmaptool copy
 for reference. Each engine run is a child process that reports its own peak RSS
 (VmHWM). The median of ``--repeat`` runs is shown; MB = 10^6 bytes.
+``--baseline DIR`` (another checkout's root, e.g. ``git archive OLD workers |
+tar -x -C DIR``) runs its engine too, in the same rounds beside this one, on
+the same device: a "before" column.
 """
 
 from __future__ import annotations
@@ -78,10 +81,10 @@ def make_image(path: Path, size: int, mapped: float, seed: int = 7) -> None:
             pos += extent + hole // 4096 * 4096
 
 
-def engine(op: str, image: Path, device: str, bmap: Path) -> dict:
+def engine(op: str, image: Path, device: str, bmap: Path, root: Path = ROOT) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", CHILD, op, str(image), device, str(bmap)],
-        cwd=ROOT,
+        cwd=root,
         capture_output=True,
         text=True,
         check=True,
@@ -102,11 +105,15 @@ def main() -> None:
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="scratch folder")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--loop-direct-io", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose engine runs beside"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("error: run as root (the benchmark attaches a loop device)")
     size = args.size_mib * MiB
 
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="flash-bench-", dir=args.dir))
     device = None
     try:
@@ -137,7 +144,8 @@ def main() -> None:
         timed(dd_write)
 
         runs: dict[str, list[float]] = {}
-        peaks: list[int] = []
+        peaks: dict[str, list[int]] = {"": [], "before": []}
+        engines = [("", ROOT)] + ([("before", args.baseline)] if args.baseline else [])
 
         def run_dd() -> None:
             runs.setdefault("dd-write", []).append(timed(dd_write))
@@ -149,11 +157,13 @@ def main() -> None:
             ops = ("write-full", "write-bmap", "write-bmap-next")
             ops += ("verify-ranges", "verify-sha256", "verify-full")
             for op in ops:
-                if op == "verify-ranges":  # the card must hold the image for verify
-                    engine("write-full", image, device, bmap_path)
-                result = engine(op, image, device, bmap_path)
-                runs.setdefault(op, []).append(result["seconds"])
-                peaks.append(result["hwm_kib"])
+                # Side by side: each op by both engines, who goes first alternates.
+                for tag, root in engines[:: -1 if round_ % 2 else 1]:
+                    if op == "verify-ranges":  # the card must hold the image
+                        engine("write-full", image, device, bmap_path)
+                    result = engine(op, image, device, bmap_path, root)
+                    runs.setdefault(op + tag, []).append(result["seconds"])
+                    peaks[tag].append(result["hwm_kib"])
             if not round_ % 2:
                 run_dd()
             if shutil.which("bmaptool"):
@@ -161,6 +171,9 @@ def main() -> None:
 
         best = {name: statistics.median(times) for name, times in runs.items()}
         mapped = bmap.mapped_bytes
+        ops_bytes = {"write-full": size, "write-bmap": mapped}
+        ops_bytes |= {"write-bmap-next": mapped, "verify-ranges": mapped}
+        ops_bytes |= {"verify-sha256": mapped, "verify-full": size}
 
         def rate(nbytes: int, seconds: float) -> float:
             return nbytes / 1e6 / seconds
@@ -225,7 +238,7 @@ def main() -> None:
             f"{os.cpu_count()} cores, Linux {platform.release()}; image "
             f"{size / MiB:.0f} MiB, {mapped / size:.1%} mapped; loop direct-io="
             f"{args.loop_direct_io}; median of {args.repeat}; load average "
-            f"{os.getloadavg()[0]:.1f}"
+            f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         )
         print(
             f"bmap created in {map_seconds:.2f} s ({rate(size, map_seconds):.0f} MB/s)"
@@ -236,7 +249,22 @@ def main() -> None:
                 f"{name:28} {nbytes / 1e6:8.0f} {seconds:8.2f} "
                 f"{rate(nbytes, seconds):8.0f}  {ratio}"
             )
-        print(f"engine peak RSS (VmHWM): {max(peaks) / 1024:.1f} MiB")
+        print(f"engine peak RSS (VmHWM): {max(peaks['']) / 1024:.1f} MiB")
+        if args.baseline:
+            print(f"before ({args.baseline}), same rounds:")
+            for op, nbytes in ops_bytes.items():
+                after, before = best[op], best[op + "before"]
+                versus = ""
+                if op.startswith("verify"):
+                    versus = (
+                        f", {rate(nbytes, before) / dd_read:.2f} -> "
+                        f"{rate(nbytes, after) / dd_read:.2f} x dd read speed"
+                    )
+                print(
+                    f"{op:28} {before:8.2f} s -> {after:.2f} s "
+                    f"({before / after:.2f} x){versus}"
+                )
+            print(f"before peak RSS (VmHWM): {max(peaks['before']) / 1024:.1f} MiB")
     finally:
         if device:
             subprocess.run(["losetup", "-d", device], check=False)

@@ -8,18 +8,22 @@ Why it looks like this:
   unused.
 - The card is opened with ``O_DIRECT`` and written from page-aligned (mmap) buffers:
   the page cache neither delays write errors until close nor fills the writer
-  host's memory, and the process stays small however big the image is.
+  host's memory. The image is only ever read with pread into a few such buffers,
+  never mapped, and ranges and extents are walked, never listed: the process
+  stays small however big the image is (the writer's ``test_flash_big.py``: a
+  64 GB image on a 24 GB host; mapping it, as once, failed with ENOMEM).
 - The first MiB (partition table, boot code) is written last, after a flush, so a
   card pulled half-way never looks bootable.
 - Verification reads the card back with ``O_DIRECT`` (the cache would only prove
   that we remember what we wrote). With the image at hand (always, in ``flash``)
-  the card is compared with it byte for byte (libc memcmp against the
-  memory-mapped image, no copy); the image itself is checked against the bmap's
-  range checksums while the card is written, once per image and process (a
-  writer writes many cards of one image). So the card's ranges match the
-  checksums, as bmaptool would check them, without hashing every card: sha256
-  (about 1.8 GB/s on one core here) would be slower than reading a fast card.
-  ``verify(device, bmap)`` without the image hashes the card's ranges instead.
+  the card is compared with it byte for byte (libc memcmp against the same
+  piece of the image, read with pread while the card's is read); the image
+  itself is checked against the bmap's range checksums while the card is
+  written, once per image and process (a writer writes many cards of one
+  image). So the card's ranges match the checksums, as bmaptool would check
+  them, without hashing every card: sha256 (about 1.8 GB/s on one core here)
+  would be slower than reading a fast card. ``verify(device, bmap)`` without
+  the image hashes the card's ranges instead.
 - A regular file can stand in for a card (``file_ok``): the demo and tests
   without root write into sparse files; the card is "removed" when its file is
   deleted or replaced.

@@ -1,5 +1,7 @@
 """Memory the engine moves data through: page-aligned buffers, as O_DIRECT
-requires, and the image mapped read-only for comparisons."""
+requires. A flash holds a handful of them, whatever the image's size: the image
+is read into them with pread, never mapped (a private mapping of a file bigger
+than the host's memory is refused, ENOMEM)."""
 
 import contextlib
 import ctypes
@@ -46,28 +48,3 @@ def address(buffer) -> int:
         return ctypes.addressof(anchor)
     finally:
         del anchor  # it holds an export that would keep the map from closing
-
-
-@contextlib.contextmanager
-def mapped(fd: int, size: int):
-    """The whole image mapped in memory and its address (private, never
-    written: writable only so ctypes can take its address). Only the pages that
-    are compared are ever read, so holes cost nothing. A page that cannot be
-    read would kill the process (SIGBUS), but flash() has just read each of
-    them with pread to write the card, where an error is an OSError."""
-    if size == 0:
-        yield None, 0
-        return
-    data = mmap.mmap(fd, size, mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE)
-    try:
-        yield data, address(data)
-    finally:
-        data.close()
-
-
-def forget(data: mmap.mmap | None, start: int, end: int) -> None:
-    """Unmap pages we are done with (they stay in the page cache): otherwise
-    the process's resident size grows to the size of the image."""
-    if data is not None:
-        low = start - start % mmap.PAGESIZE
-        data.madvise(mmap.MADV_DONTNEED, low, end - low)

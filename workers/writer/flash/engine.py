@@ -1,6 +1,7 @@
 """Writing a card: only the bmap's blocks (or the whole image), from aligned
 buffers with O_DIRECT, the first MiB last, then reading it back."""
 
+import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -68,13 +69,20 @@ def flash(
             )
         if not force:
             check_target(device)
-        if bmap is None:
-            segments = [(0, image_size)]
-        else:
-            segments = merge((s, e) for s, e, _ in bmap.byte_ranges())
-        body = [(max(s, HEAD_BYTES), e) for s, e in segments if e > HEAD_BYTES]
-        head = [(s, min(e, HEAD_BYTES)) for s, e in segments if s < HEAD_BYTES]
-        total = sum(e - s for s, e in segments)
+
+        # Walked as they are written, never listed: the bmap's ranges of a big
+        # image are many.
+        def segments():
+            if bmap is None:
+                return iter([(0, image_size)])
+            return merge((s, e) for s, e, _ in bmap.byte_ranges())
+
+        body = ((max(s, HEAD_BYTES), e) for s, e in segments() if e > HEAD_BYTES)
+        head = (
+            (s, min(e, HEAD_BYTES))
+            for s, e in itertools.takewhile(lambda r: r[0] < HEAD_BYTES, segments())
+        )
+        total = image_size if bmap is None else bmap.mapped_bytes
 
         with aligned(buffer_size) as buf, ImageCheck(image_fd, bmap) as checking:
             started = time.monotonic()

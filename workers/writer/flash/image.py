@@ -21,8 +21,8 @@ def read_image(fd: int, view: memoryview, offset: int) -> None:
     pos = 0
     while pos < len(view):
         got = os.preadv(fd, [view[pos:]], offset + pos)
-        if not got:
-            raise FlashError(f"the image ended early at byte {offset + pos}")
+        if not got:  # the image's fault, not the card's
+            raise InvalidInput(f"the image ended early at byte {offset + pos}")
         pos += got
 
 
@@ -37,15 +37,19 @@ def as_bmap(bmap) -> Bmap | None:
         raise InvalidInput(str(exc)) from None
 
 
-def merge(ranges) -> list[tuple[int, int]]:
-    """Join touching byte ranges so the card gets fewer, larger writes."""
-    merged: list[list[int]] = []
+def merge(ranges):
+    """Join touching byte ranges so the card gets fewer, larger writes (a
+    generator: the ranges of a big image are never copied into a list)."""
+    current = None
     for start, end in ranges:
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
+        if current is not None and start <= current[1]:
+            current = (current[0], max(current[1], end))
         else:
-            merged.append([start, end])
-    return [(start, end) for start, end in merged]
+            if current is not None:
+                yield current
+            current = (start, end)
+    if current is not None:
+        yield current
 
 
 # Images whose ranges matched their bmap in this process: a writer writes many
@@ -61,10 +65,15 @@ class ImageCheck:
     def __init__(self, image_fd: int, bmap: Bmap | None):
         self.fd = image_fd
         self.bmap = bmap
-        self.ranges = []
         self.key = None
+        checked = 0  # ranges with a checksum
         if bmap is not None:
-            self.ranges = [(s, e, c) for s, e, c in bmap.byte_ranges() if c]
+            # What the check depends on, hashed as the ranges go by (a list or
+            # a repr of them would grow with the image).
+            ranges = hashlib.sha256()
+            for start, end, checksum in self.ranges():
+                ranges.update(f"{start}-{end}:{checksum};".encode())
+                checked += 1
             st = os.fstat(image_fd)
             self.key = (
                 st.st_dev,
@@ -72,15 +81,19 @@ class ImageCheck:
                 st.st_size,
                 st.st_mtime_ns,
                 bmap.checksum_type,
-                hashlib.sha256(repr(self.ranges).encode()).hexdigest(),
+                ranges.hexdigest(),
             )
+        self.needed = checked > 0 and self.key not in _checked_images
         self.bad: tuple[int, int] | None = None
         self.error: Exception | None = None  # the image could not be read
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
+    def ranges(self):
+        return ((s, e, c) for s, e, c in self.bmap.byte_ranges() if c)
+
     def __enter__(self):
-        if self.ranges and self.key not in _checked_images:
+        if self.needed:
             self.thread = threading.Thread(target=self.run, name="image-check")
             self.thread.start()
         return self
@@ -100,7 +113,7 @@ class ImageCheck:
         # pread, not mmap: a read error of the image is then an OSError, where
         # a mapped page that cannot be read would kill the process (SIGBUS).
         with aligned(DEFAULT_BUFFER) as buffer:
-            for start, end, checksum in self.ranges:
+            for start, end, checksum in self.ranges():
                 digest = hashlib.new(self.bmap.checksum_type)
                 for pos in range(start, end, DEFAULT_BUFFER):
                     if self.stop.is_set():

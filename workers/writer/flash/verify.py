@@ -1,5 +1,7 @@
 """Reading the card back: compared with the image byte for byte (memcmp
-against the mapped image), or hashed against the bmap's checksums."""
+against pieces of the image read with pread), or hashed against the bmap's
+checksums. Memory stays the same whatever the image size: a few buffers of
+``buffer_size``, never a mapping of the image."""
 
 import collections
 import contextlib
@@ -14,12 +16,10 @@ from workers.writer.flash.buffers import (
     address,
     aligned,
     check_buffer_size,
-    forget,
-    mapped,
 )
 from workers.writer.flash.device import open_device, transfer
 from workers.writer.flash.errors import InvalidInput, Progress, VerifyMismatch
-from workers.writer.flash.image import as_bmap, merge, open_image
+from workers.writer.flash.image import as_bmap, merge, open_image, read_image
 
 READ_DEPTH = 2  # reads of the card in flight while verifying
 RING = 4  # card buffers while verifying: those in flight and those compared
@@ -58,19 +58,14 @@ def read_back(device, bmap, image, progress, buffer_size, identity=None):
     if bmap is None:
         if image is None:
             raise InvalidInput("verify needs a bmap or the image")
-        size = os.stat(image).st_size
-        plan = _whole_image(image, size)
+        size = total = os.stat(image).st_size
     else:
-        size = bmap.image_size
-        plan = list(bmap.byte_ranges())
-        if image is None and any(c is None for _, _, c in plan):
+        size, total = bmap.image_size, bmap.mapped_bytes
+        if image is None and any(c is None for _, _, c in bmap.ranges):
             raise InvalidInput("the bmap has ranges without checksum: pass the image")
-        if image is not None:  # compared with the image: no checksum is needed
-            plan = [(s, e, None) for s, e in merge((s, e) for s, e, _ in plan)]
-    total = sum(e - s for s, e, _ in plan)
     done = 0
     with contextlib.ExitStack() as stack:
-        image_map, image_at = None, 0
+        image_fd = -1
         if image is not None:
             image_fd = open_image(image)
             stack.callback(os.close, image_fd)
@@ -79,30 +74,41 @@ def read_back(device, bmap, image, progress, buffer_size, identity=None):
                     f"{image} has {os.fstat(image_fd).st_size} bytes, the bmap "
                     f"describes {size}: use the bmap made for this image"
                 )
-            image_map, image_at = stack.enter_context(mapped(image_fd, size))
+        # The plan is walked as the card is read, never held as a list: its
+        # length grows with the image (its extents, the bmap's ranges).
+        if bmap is None:
+            plan = _whole_image(image_fd, size)
+        elif image is not None:  # compared with the image: no checksum is needed
+            plan = ((s, e, None) for s, e in merge(_spans(bmap)))
+        else:
+            plan = bmap.byte_ranges()
         dev = open_device(
             device, os.O_RDONLY, need=size, identity=identity, file_ok=True
         )
         stack.callback(os.close, dev.fd)
         # Reader threads keep READ_DEPTH reads of the card in flight (a card
         # reader, like a disk, delivers more with a queue than with one request
-        # at a time, which is what dd does) while this thread compares or
-        # hashes the oldest piece (memcmp and sha256 release the GIL).
+        # at a time, which is what dd does) while this thread reads the same
+        # piece of the image (pread: from the page cache after flash() wrote
+        # the card) and compares or hashes the oldest piece (pread, memcmp and
+        # sha256 release the GIL).
         cards = [stack.enter_context(aligned(buffer_size)) for _ in range(RING)]
         card_at = [address(view) for view in cards]
+        reference = stack.enter_context(aligned(buffer_size))
+        reference_at = address(reference)
         # Never written, so it reads as zeros from the kernel's shared zero page.
         zeros_at = address(stack.enter_context(aligned(buffer_size)))
         reader = stack.enter_context(ThreadPoolExecutor(READ_DEPTH, "verify-read"))
 
         def pieces():
-            for index, (start, end, _) in enumerate(plan):
+            for start, end, checksum in plan:
                 pos = start
                 while pos < end:
                     stop = min(end, pos - pos % dev.sector + buffer_size)
-                    yield index, pos, stop
+                    yield start, end, checksum, pos, stop
                     pos = stop
 
-        def read(index: int, pos: int, stop: int, slot: int) -> int:
+        def read(pos: int, stop: int, slot: int) -> int:
             low = pos - pos % dev.sector
             high = -(-stop // dev.sector) * dev.sector
             transfer(dev, os.preadv, cards[slot][: high - low], low, "reading")
@@ -117,17 +123,18 @@ def read_back(device, bmap, image, progress, buffer_size, identity=None):
         def fill() -> None:
             while free and (piece := next(queue, None)):
                 slot = free.pop()
-                window.append((piece, slot, reader.submit(read, *piece, slot)))
+                window.append((piece, slot, reader.submit(read, *piece[3:], slot)))
 
         fill()
         digest = None
         while window:
-            (index, pos, stop), current, pending = window.popleft()
+            (start, end, checksum, pos, stop), current, pending = window.popleft()
+            if checksum is None:  # the image's piece, read while the card's is
+                read_image(image_fd, reference[: stop - pos], pos)
             low = pending.result()
-            start, end, checksum = plan[index]
             if checksum is None or checksum == _ZEROS:
                 got = card_at[current] + pos - low
-                want = zeros_at if checksum else image_at + pos
+                want = zeros_at if checksum else reference_at
                 if _memcmp(got, want, stop - pos):
                     at = pos + _first_difference(got, want, stop - pos)
                     raise VerifyMismatch(
@@ -135,8 +142,6 @@ def read_back(device, bmap, image, progress, buffer_size, identity=None):
                         "write it again or use another card",
                         at,
                     )
-                if not checksum:
-                    forget(image_map, pos, stop)
             else:
                 if pos == start:
                     digest = hashlib.new(bmap.checksum_type)
@@ -159,22 +164,21 @@ def read_back(device, bmap, image, progress, buffer_size, identity=None):
     return done, dev.retries
 
 
-def _whole_image(image: str, size: int) -> list[tuple[int, int, str | None]]:
+def _spans(bmap: Bmap):
+    return ((start, end) for start, end, _ in bmap.byte_ranges())
+
+
+def _whole_image(fd: int, size: int):
     """A plan covering every byte: the image's data compared with the image,
-    its holes with zeros (mapping a hole would fill the page cache with them)."""
-    fd = open_image(image)
-    try:
-        plan, pos = [], 0
-        for start, end in data_extents(fd, size):
-            if start > pos:
-                plan.append((pos, start, _ZEROS))
-            plan.append((start, end, None))
-            pos = end
-    finally:
-        os.close(fd)
+    its holes with zeros (reading a hole would only copy zeros)."""
+    pos = 0
+    for start, end in data_extents(fd, size):
+        if start > pos:
+            yield pos, start, _ZEROS
+        yield start, end, None
+        pos = end
     if pos < size:
-        plan.append((pos, size, _ZEROS))
-    return plan
+        yield pos, size, _ZEROS
 
 
 # libc's memcmp through ctypes: it releases the GIL and runs at memory speed,

@@ -2,6 +2,7 @@
 order, and how the card is verified against the image and its bmap."""
 
 import hashlib
+import os
 import random
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from workers.writer.flash import (
     flash,
     verify,
 )
+from workers.writer.flash.image import read_image
 from workers.writer.tests.flashkit import (
     OLD,
     MiB,
@@ -195,6 +197,19 @@ def test_a_regular_file_stands_in_for_a_card_only_when_asked(image, tmp_path):
     assert verify(card, image.bmap_path) == image.bmap.mapped_bytes
 
 
+def test_an_image_that_ends_early_is_the_images_fault_not_the_cards(tmp_path):
+    path = tmp_path / "short.img"
+    path.write_bytes(b"x" * 4096)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        # InvalidInput fails the copy (no card would do better), where another
+        # FlashError would fail only the card.
+        with pytest.raises(flash_module.InvalidInput, match="ended early at byte 4096"):
+            read_image(fd, memoryview(bytearray(8192)), 0)
+    finally:
+        os.close(fd)
+
+
 def test_a_card_file_of_an_odd_size_is_refused_with_what_to_do(image, tmp_path):
     card = tmp_path / "card.img"
     card.write_bytes(b"x" * (64 * MiB + 100))
@@ -280,3 +295,14 @@ def test_blocks_smaller_than_the_card_sector_keep_the_bytes_around_them(
 
     assert result.bytes_verified == 5 * 512
     assert bad_blocks(card, path, bmap) == []
+    # A byte the card lost in a range that starts mid-sector: the compare
+    # with the image names it exactly.
+    offset = 4100 * 512 + 5
+    with open(card.backing, "r+b") as backing:
+        backing.seek(offset)
+        byte = backing.read(1)
+        backing.seek(offset)
+        backing.write(bytes([byte[0] ^ 0x10]))
+    with pytest.raises(VerifyMismatch) as mismatch:
+        verify(card.device, bmap, image=path)
+    assert mismatch.value.offset == offset
