@@ -20,15 +20,6 @@ MISSING = loop_missing()
 needs_loop = pytest.mark.skipif(MISSING is not None, reason=f"needs {MISSING}")
 
 
-def make_card(path: Path, size: int = 80 * MiB) -> Path:
-    """A card's content before writing: every byte 0xAA (not zeros, so a block
-    the writer skipped cannot pass for one it wrote)."""
-    with open(path, "wb") as out:
-        for _ in range(size // MiB):
-            out.write(b"\xaa" * MiB)
-    return path
-
-
 @pytest.fixture
 def readers():
     """readers() -> a new LoopCardSlot; all are detached and removed afterwards."""

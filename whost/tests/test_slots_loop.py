@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from whost import config as cfg
-from whost.tests.cards import Session, make_card, needs_loop, whost
+from whost.tests.cards import Session, needs_loop, whost
 from whost.tests.cards import readers as readers  # fixture
+from workers.writer.tests.loopcards import make_card
 
 pytestmark = needs_loop
 
@@ -32,7 +33,7 @@ def test_identify_names_each_slot_after_the_loop_device_its_card_went_into(
     root, readers, tmp_path
 ):
     one, two, stranger = readers(), readers(), readers()
-    card = make_card(tmp_path / "card.raw", 4 * 1024 * 1024)
+    card = make_card(tmp_path / "card.raw", 4 * 1024 * 1024, capacity=4 * 1024 * 1024)
     session = Session(
         "slots", "identify", "slot-1", "slot-2", "--root", str(root),
         "--loop", one.device, "--loop", two.device, "--timeout", "30",
@@ -66,7 +67,9 @@ def test_list_check_rename_and_remove_work_on_the_named_slots(root, readers, tmp
         path = f"/devices/virtual/block/{Path(reader.device).name}"
         config.slots[name] = cfg.SlotEntry(name, path, model="loop device")
     cfg.save(config, root / "etc/whost/whost.toml")
-    one.insert(make_card(tmp_path / "card.raw", 8 * 1024 * 1024))
+    one.insert(
+        make_card(tmp_path / "card.raw", 8 * 1024 * 1024, capacity=8 * 1024 * 1024)
+    )
     where = ("--root", str(root))
 
     listing = whost("slots", "list", *where)

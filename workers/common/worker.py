@@ -193,8 +193,6 @@ def main(worker_class, parser: argparse.ArgumentParser, argv=None) -> int:
     logging.basicConfig(
         level=options.log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        # Some libraries configure logging when imported (docker-export does).
-        force=True,
     )
     try:
         worker = worker_class(options)

@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=options.log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        force=True,  # docker-export configures logging when imported
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

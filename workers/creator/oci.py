@@ -18,6 +18,7 @@ MIRROR instead, for machines that cannot reach the public registry; an
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -32,6 +33,15 @@ from workers.creator import outbound
 from workers.creator.cache import ContentCache
 from workers.creator.recipe import OciImage
 from workers.creator.tools import tool_path
+
+# docker-export configures the root logger when it is imported (basicConfig with
+# its own format): each program configures logging its own way
+# (workers.common.worker.main), so that handler goes.
+logging.root.handlers[:] = [
+    handler
+    for handler in logging.root.handlers
+    if getattr(handler.formatter, "_fmt", None) != "%(levelname)s: %(message)s"
+]
 
 #: image-creator's only target (its constants.Global.platform): a Raspberry Pi
 PLATFORM = Platform.parse("linux/arm64/v8")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from demo.cards import LoopCardSlot, loop_missing
+from demo.cards import CARD_BYTES, LoopCardSlot, loop_missing
 
 MiB = 1024 * 1024
 OLD = b"\xaa"  # what a card holds before it is written
@@ -28,13 +28,22 @@ def run(*command: str) -> str:
     return done.stdout.strip()
 
 
-def make_card(path: Path, size: int = 80 * MiB) -> Path:
-    """A card's content before writing: every byte OLD (not zeros, so a block
-    the writer skipped cannot pass for one it wrote)."""
+def make_card(path: Path, size: int = 80 * MiB, *, capacity: int = CARD_BYTES) -> Path:
+    """A card of ``capacity`` bytes (8 GB by default: orders name 8 GB cards at
+    least, and the writer is given no smaller one) whose first ``size`` bytes are
+    OLD (not zeros, so a block the writer skipped cannot pass for one it wrote);
+    the rest is a hole of the sparse file."""
     with open(path, "wb") as out:
         for _ in range(size // MiB):
             out.write(OLD * MiB)
+        out.truncate(max(size, capacity))
     return path
+
+
+def head(card: Path, length: int) -> bytes:
+    """The first ``length`` bytes of a card (never read a whole 8 GB card)."""
+    with open(card, "rb") as handle:
+        return handle.read(length)
 
 
 @pytest.fixture
