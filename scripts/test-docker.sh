@@ -359,12 +359,12 @@ for name in demo demo-manager demo-host docker-admin; do
 done
 ln -s "$IMAGER_SECRETS_DIR/warehouse.password" "$passwords/demo-warehouse"
 ln -s "$IMAGER_SECRETS_DIR/creator.password" "$passwords/demo-creator"
-needles=(--needle "$CANARY")
+needles=("--needle=$CANARY")
 for file in "$IMAGER_SECRETS_DIR"/*.password "$IMAGER_SECRETS_DIR/secret_key"; do
-  needles+=(--needle "$(head -1 "$file")")
+  needles+=("--needle=$(head -1 "$file")")
 done
 # A line from the middle of the JWT key: unique to it, unlike its header.
-needles+=(--needle "$(sed -n 5p "$IMAGER_SECRETS_DIR/jwt_private.pem")")
+needles+=("--needle=$(sed -n 5p "$IMAGER_SECRETS_DIR/jwt_private.pem")")
 
 step=$(now)
 say "checking every layer of every image: no secret, .git folder, tests or data folder"
