@@ -156,6 +156,7 @@ class Chain:
         *,
         port: int,
         ftp_port: int,
+        http_port: int | None = None,
         env: dict[str, str] | None = None,
         poll: float = 1,
         renew: float = 5,
@@ -164,6 +165,9 @@ class Chain:
         self.data = data
         self.demo = data / "demo"
         self.port, self.ftp_port = port, ftp_port
+        # The warehouse's download links (HTTP); a fixed port, so that a
+        # restarted warehouse keeps the address the API gave out.
+        self.http_port = http_port or free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.poll, self.renew, self.sweep_interval = poll, renew, sweep_interval
         self.python = str(ROOT / ".venv" / "bin" / "python")
@@ -268,10 +272,14 @@ class Chain:
             self.children.start("rqworker", self.python, "manage.py", "rqworker")
 
     def start_warehouse(self, timeout: float = 60) -> None:
-        if not port_is_free(self.ftp_port):
-            raise DemoError(
-                f"port {self.ftp_port} is taken: stop what uses it or give --ftp-port"
-            )
+        for port, flag in (
+            (self.ftp_port, "--ftp-port"),
+            (self.http_port, "--http-port"),
+        ):
+            if not port_is_free(port):
+                raise DemoError(
+                    f"port {port} is taken: stop what uses it or give {flag}"
+                )
         log = self.children.log("warehouse")
         before = log.stat().st_size if log.exists() else 0
         self.children.start(
@@ -279,7 +287,8 @@ class Chain:
             "--api-url", self.url, "--username", "demo-warehouse",
             "--password-file", str(self.password_file("demo-warehouse")),
             "--root", str(self.demo / "warehouse"), "--name", "demo",
-            "--port", str(self.ftp_port), "--reserve", "0",
+            "--port", str(self.ftp_port), "--http-port", str(self.http_port),
+            "--reserve", "0",
             "--heartbeat-interval", "5",
         )  # fmt: skip
 
@@ -344,7 +353,9 @@ class Chain:
 
     # orders
 
-    def place_order(self, contents: list[dict], *, quantity: int, name: str) -> str:
+    def place_order(
+        self, contents: list[dict], *, quantity: int, name: str, kind="physical"
+    ) -> str:
         api = self.client("demo")
         config = api.post(
             "api/v1/configurations/",
@@ -363,7 +374,7 @@ class Chain:
             "api/v1/orders/",
             {
                 "configuration": config["id"],
-                "kind": "physical",
+                "kind": kind,
                 "card_size_gb": 8,
                 "quantity": quantity,
                 "recipient_name": "Demo School",
@@ -389,6 +400,11 @@ class Chain:
 
     def order(self, order_id: str) -> dict:
         return self.client("demo-manager").get(f"api/v1/orders/{order_id}/")
+
+    def download_link(self, order_id: str) -> dict:
+        """Fresh links to a built download order's files, as its client gets
+        them: ``{"image_url", "bmap_url", "expires_at"}``."""
+        return self.client("demo").get(f"api/v1/orders/{order_id}/download/")
 
     def tasks(self, order_id: str | None = None, **params) -> list[dict]:
         """Every task (of an order), as the manager sees them, all pages."""

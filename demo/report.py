@@ -27,16 +27,18 @@ def seconds(task: dict) -> float | None:
 class Progress:
     """Prints each task's phase when it changes, and its percentage now and then."""
 
-    def __init__(self, chain: Chain, order_id: str):
-        self.chain, self.order_id = chain, order_id
+    def __init__(self, chain: Chain, order_id: str, prefix: str = ""):
+        self.chain, self.order_id, self.prefix = chain, order_id, prefix
         self.seen: dict[str, tuple[str, str, float]] = {}
 
     def show(self) -> list[dict]:
         tasks = self.chain.tasks(self.order_id)
         now = time.monotonic()
         for task in tasks:
-            label = task["kind"] + (
-                f" copy {task['copy_number']}" if task.get("copy_number") else ""
+            label = (
+                self.prefix
+                + task["kind"]
+                + (f" copy {task['copy_number']}" if task.get("copy_number") else "")
             )
             state = (task["status"], task["phase"] or "")
             last = self.seen.get(task["id"])

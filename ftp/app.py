@@ -1,5 +1,6 @@
 """The warehouse put together: API clients, keys, storage, reports, background
-chores and the FTP server, started and stopped as one."""
+chores, the FTP server and the download links' HTTP server, started and stopped
+as one."""
 
 import ipaddress
 import logging
@@ -18,6 +19,7 @@ from ftp.reporter import Reporter, Spool
 from ftp.server import build_server
 from ftp.storage import Storage
 from ftp.uploads import Uploads
+from ftp.web import build_download_server
 from workers.common.api import ApiClient, ApiError
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,9 @@ class Warehouse:
         self.hashes = HashStates()
         self.uploads = Uploads()
         self.server = None
+        self.web = None
         self.public_url = ""
+        self.http_url = ""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.chores = [
@@ -101,17 +105,31 @@ class Warehouse:
             raise StartupError(
                 f"cannot listen on {where}: {exc.strerror or exc}"
             ) from exc
+        if self.config.http_port is not None:
+            try:
+                self.web = build_download_server(self)
+            except OSError as exc:
+                self.server.close_all()
+                where = f"{self.config.host}:{self.config.http_port}"
+                raise StartupError(
+                    f"cannot serve HTTP on {where}: {exc.strerror or exc}"
+                ) from exc
         self.public_url = self.config.public_url or self._default_url()
+        if self.web is not None:
+            scheme = "https" if self.config.tls else "http"
+            self.http_url = self.config.http_url or self._url(scheme, *self.web.address)
         try:
             self.heartbeat()
         except ApiError as exc:
-            self.server.close_all()
+            self._close_servers()
             raise StartupError(f"the API refused the heartbeat: {exc}") from exc
         pending = self.spool.load()
         now = time.monotonic()
         for chore in self.chores:
             chore.next_at = now + chore.interval
         self._spawn("ftp-server", self._serve)
+        if self.web is not None:
+            self._spawn("http-server", self.web.serve, TICK)
         self._spawn("reporter", self.reporter.run, self._stop)
         self._spawn("chores", self._chores)
         host, port = self.address
@@ -119,6 +137,7 @@ class Warehouse:
             "start",
             address=f"{host}:{port}",
             url=self.public_url,
+            http_url=self.http_url,
             name=self.config.name,
             keys=count,
             pending_reports=pending,
@@ -128,11 +147,18 @@ class Warehouse:
     def stop(self) -> None:
         self._stop.set()
         self.reporter.wakeup.set()
+        if self.web is not None:
+            self.web.close_all()  # its thread returns, transfers end
         for thread in self._threads:
             thread.join(timeout=15)
+        self._close_servers()
+        self.accounts.close()
+
+    def _close_servers(self) -> None:
         if self.server is not None:
             self.server.close_all()
-        self.accounts.close()
+        if self.web is not None:
+            self.web.close_all()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -147,8 +173,17 @@ class Warehouse:
         while not self._stop.is_set():
             self.server.serve_forever(timeout=TICK, blocking=False, handle_exit=False)
 
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        return self.web.address if self.web is not None else None
+
     def _default_url(self) -> str:
-        host, port = self.address[:2]
+        scheme = "ftps" if self.config.tls else "ftp"
+        return self._url(scheme, *self.address[:2])
+
+    def _url(self, scheme: str, host: str, port: int) -> str:
+        """``scheme://host:port`` as clients dial it (behind NAT, the
+        masquerade address; listening on every address, this host's name)."""
         host = self.config.masquerade_address or host
         if host in ("0.0.0.0", "::"):  # noqa: S104 - naming, not binding
             host = socket.getfqdn()
@@ -157,7 +192,6 @@ class Warehouse:
                 host = f"[{host}]"
         except ValueError:
             pass
-        scheme = "ftps" if self.config.tls else "ftp"
         return f"{scheme}://{host}:{port}"
 
     # --- chores ------------------------------------------------------------------
@@ -194,7 +228,7 @@ class Warehouse:
             {
                 "name": self.config.name,
                 "ftp_url": self.public_url,
-                "download_url": self.config.download_url,
+                "download_url": self.http_url,
                 "capacity_bytes": capacity,
                 "free_bytes": free,
             },

@@ -1,5 +1,10 @@
-"""Access tokens checked locally: RS256 signature with the API's published keys
-(JWKS), expiry, token type and role. No login waits on the API (DESIGN 4)."""
+"""Tokens checked locally: RS256 signature with the API's published keys (JWKS),
+expiry, token type and role. No login waits on the API (DESIGN 4).
+
+Two kinds: access tokens (FTP logins) and download-link tokens, which the API
+signs for one order's files (``token_type: download``, audience
+``imager-download``); neither is accepted as the other.
+"""
 
 import logging
 import threading
@@ -10,15 +15,27 @@ from dataclasses import dataclass
 
 import jwt
 
+from ftp import paths
 from ftp.policy import KNOWN_ROLES
 
 log = logging.getLogger(__name__)
 
 ALGORITHM = "RS256"
+#: What the API puts in a download link's token (apps/orders/links.py).
+LINK_TYPE = "download"
+LINK_AUDIENCE = "imager-download"
+#: Clocks of the API and the warehouse may differ a little: a fresh link must
+#: not be "not yet valid" here.
+LINK_LEEWAY = 60
 
 
 class TokenRefused(Exception):
-    """The password is not a usable access token; the message says why."""
+    """The password is not a usable access token; the message says why.
+    ``expired``: the token was good but its time is over."""
+
+    def __init__(self, message: str, *, expired: bool = False):
+        super().__init__(message)
+        self.expired = expired
 
 
 @dataclass(frozen=True)
@@ -29,10 +46,27 @@ class Claims:
     jti: str
 
 
-def verify_token(
-    token: str, keys: Mapping[str, object], *, leeway: float = 0
-) -> Claims:
-    """The claims of a valid access token, or ``TokenRefused``.
+@dataclass(frozen=True)
+class Link:
+    """What a download link allows: these files of this order, until ``exp``."""
+
+    order: str
+    files: frozenset[str]
+    user_id: str  # who asked the API for the link
+    exp: float
+    jti: str
+
+
+def _decode(
+    token: str,
+    keys: Mapping[str, object],
+    *,
+    leeway: float,
+    require: list[str],
+    audience: str | None = None,
+    what: str = "the password is not a JWT access token",
+) -> dict:
+    """The claims of a token signed by one of ``keys``, or ``TokenRefused``.
 
     ``keys`` maps a key id to an RSA public key. Only RS256 is accepted, whatever
     the token's header claims, so ``alg: none`` and HMAC tricks fail here.
@@ -40,7 +74,7 @@ def verify_token(
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
-        raise TokenRefused("the password is not a JWT access token") from exc
+        raise TokenRefused(what) from exc
     if header.get("alg") != ALGORITHM:
         raise TokenRefused(f"tokens must be signed with {ALGORITHM}")
     kid = header.get("kid")
@@ -48,19 +82,32 @@ def verify_token(
     if key is None:
         raise TokenRefused("the token's signing key is unknown here")
     try:
-        claims = jwt.decode(
+        return jwt.decode(
             token,
             key,
             algorithms=[ALGORITHM],
             leeway=leeway,
-            options={"require": ["exp", "iat", "jti", "user_id", "token_type"]},
+            audience=audience,
+            options={"require": require},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise TokenRefused("the token has expired") from exc
+        raise TokenRefused("the token has expired", expired=True) from exc
     except jwt.InvalidSignatureError as exc:
         raise TokenRefused("the token's signature is not valid") from exc
     except jwt.PyJWTError as exc:
         raise TokenRefused(f"the token is not valid ({exc})") from exc
+
+
+def verify_token(
+    token: str, keys: Mapping[str, object], *, leeway: float = 0
+) -> Claims:
+    """The claims of a valid access token, or ``TokenRefused``."""
+    claims = _decode(
+        token,
+        keys,
+        leeway=leeway,
+        require=["exp", "iat", "jti", "user_id", "token_type"],
+    )
     if claims["token_type"] != "access":  # noqa: S105 - a claim, not a secret
         raise TokenRefused("this is not an access token")
     role = claims.get("role")
@@ -71,6 +118,39 @@ def verify_token(
     except ValueError as exc:
         raise TokenRefused("the token's user id is not a UUID") from exc
     return Claims(user_id, role, float(claims["exp"]), str(claims["jti"]))
+
+
+def verify_link(
+    token: str, keys: Mapping[str, object], *, leeway: float = LINK_LEEWAY
+) -> Link:
+    """What a download link's token allows, or ``TokenRefused`` (``expired``
+    set when only its time is over)."""
+    claims = _decode(
+        token,
+        keys,
+        leeway=leeway,
+        require=["exp", "iat", "jti", "aud", "token_type", "order", "files"],
+        audience=LINK_AUDIENCE,
+        what="the link's token is not a JWT",
+    )
+    if claims["token_type"] != LINK_TYPE:
+        raise TokenRefused("this is not a download link's token")
+    order, files = claims["order"], claims["files"]
+    if not isinstance(order, str) or not paths.ORDER_ID.match(order):
+        raise TokenRefused("the link names no order")
+    if (
+        not isinstance(files, list)
+        or not files
+        or not all(isinstance(f, str) and paths.FILE_NAME.match(f) for f in files)
+    ):
+        raise TokenRefused("the link names no image file")
+    return Link(
+        order,
+        frozenset(files),
+        str(claims.get("user_id", "")),
+        float(claims["exp"]),
+        str(claims["jti"]),
+    )
 
 
 def parse_jwks(document) -> dict[str, object]:
@@ -117,9 +197,15 @@ class KeySet:
         return len(keys)
 
     def verify(self, token: str) -> Claims:
+        return self._verified(verify_token, token)
+
+    def verify_link(self, token: str) -> Link:
+        return self._verified(verify_link, token)
+
+    def _verified(self, verify, token: str):
         keys = self._keys
         try:
-            return verify_token(token, keys)
+            return verify(token, keys)
         except TokenRefused:
             kid = _kid(token)
             if kid and kid not in keys:

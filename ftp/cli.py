@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     host, port = warehouse.address
-    print(f"warehouse listening on {host}:{port} ({warehouse.public_url})", flush=True)
+    links = f"; download links at {warehouse.http_url}" if warehouse.http_url else ""
+    print(
+        f"warehouse listening on {host}:{port} ({warehouse.public_url}){links}",
+        flush=True,
+    )
     stop.wait()
     warehouse.stop()
     return 0

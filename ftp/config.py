@@ -84,9 +84,18 @@ def _ftp_url(text: str) -> str:
 
 
 def _http_url(text: str) -> str:
-    if text and not text.startswith(("http://", "https://")):
-        raise ValueError("expected an http:// or https:// URL, or nothing")
-    return text
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", text):
+        raise ValueError("expected http[s]://HOST[:PORT][/PATH]")
+    return text.rstrip("/")
+
+
+def _http_port(text: str) -> int | None:
+    if text.strip().lower() == "off":
+        return None
+    try:
+        return _port(text)
+    except ValueError:
+        raise ValueError("expected a port number (0: any free port) or off") from None
 
 
 def _address(text: str) -> str:
@@ -203,10 +212,18 @@ OPTIONS = [
         "URL",
     ),
     Option(
-        "--download-url",
-        "WAREHOUSE_DOWNLOAD_URL",
-        "HTTP(S) base URL serving the same files, if any",
-        "",
+        "--http-port",
+        "WAREHOUSE_HTTP_PORT",
+        "port of the download links' HTTP(S) server (0: any free port; off: none)",
+        "2180",
+        _http_port,
+        "PORT",
+    ),
+    Option(
+        "--http-url",
+        "WAREHOUSE_HTTP_URL",
+        "base URL of download links, sent to the API (default: http[s]://HOST:PORT)",
+        None,
         _http_url,
         "URL",
     ),
@@ -229,7 +246,7 @@ OPTIONS = [
     Option(
         "--tls-cert",
         "WAREHOUSE_TLS_CERT",
-        "PEM certificate (chain): serve FTPS, TLS required on control and data",
+        "PEM certificate (chain): FTPS (TLS required) and HTTPS for downloads",
         None,
         _file,
         "PATH",
@@ -345,7 +362,8 @@ class Config:
     passive_ports: range | None = None
     masquerade_address: str | None = None
     public_url: str | None = None
-    download_url: str = ""
+    http_port: int | None = None
+    http_url: str | None = None
     max_connections: int = 512
     max_connections_per_ip: int = 0
     tls_cert: str | None = None
@@ -372,7 +390,8 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "The warehouse: an FTP server that receives images from creators and "
-            "serves them to downloaders. Users log in with their user name and a "
+            "serves them to downloaders, and an HTTP(S) server for the download "
+            "links the API signs. Users log in with their user name and a "
             "valid API access token as the password. Every flag can also be set "
             "with the environment variable shown; the flag wins."
         ),
@@ -414,6 +433,8 @@ def load(argv: list[str] | None = None, environ=None) -> Config:
         if not values[dest]:
             option = next(o for o in OPTIONS if o.dest == dest)
             raise ConfigError(f"{option.flag} (or {option.env}) is required")
+    if values["http_url"] and values["http_port"] is None:
+        raise ConfigError("--http-url needs the HTTP server: --http-port is off")
     if values["tls_key"] and not values["tls_cert"]:
         raise ConfigError("--tls-key needs --tls-cert (or WAREHOUSE_TLS_CERT)")
     values["password"] = _password(values.pop("password_file"), environ)

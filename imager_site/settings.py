@@ -365,6 +365,9 @@ WORKER_OFFLINE_AFTER = env.integer("WORKER_OFFLINE_AFTER", 120, minimum=10)
 TASK_MAX_ATTEMPTS = env.integer("TASK_MAX_ATTEMPTS", 3, minimum=1)
 CARD_BUDGET = env.integer("CARD_BUDGET", 3, minimum=1)
 ORDER_RETENTION_DAYS = env.integer("ORDER_RETENTION_DAYS", 14, minimum=1)
+# How long a download order's link works (apps/orders/links.py); a fresh one is
+# made each time the owner asks, never beyond the order's retention.
+DOWNLOAD_LINK_HOURS = env.integer("DOWNLOAD_LINK_HOURS", 24, minimum=1)
 # A running task that stays longer than this in one phase is taken back.
 PHASE_TIMEOUT_SECONDS = env.integer("PHASE_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 SWEEP_INTERVAL = env.integer("SWEEP_INTERVAL", 30, minimum=5)

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """The whole chain on one machine: web service, background jobs, warehouse,
 creator, downloader and writer on loopback, a catalog of real ZIM files served
-over HTTP, one order for 2 copies. The cards are sparse 8 GB files: attached as
-loop devices when it runs as root (the writer then sees block devices and their
-kernel events, as with real readers), in file slots otherwise (it says so).
+over HTTP, one order for 2 copies and one download order. The cards are sparse
+8 GB files: attached as loop devices when it runs as root (the writer then sees
+block devices and their kernel events, as with real readers), in file slots
+otherwise (it says so). The download order's image is fetched with the link
+its client gets, over HTTP from the warehouse, and checked against its bmap.
 
     .venv/bin/python scripts/demo.py [--exit] [--port 8000] [--ftp-port 2121]
+        [--http-port 2180]
 
 ``scripts/up.sh`` runs it after the set-up. Every child runs in its own process
 group with its output in ``data/demo/logs/NAME.log``; Ctrl-C or SIGTERM stops
@@ -44,6 +47,7 @@ from demo.cards import (  # noqa: E402
 )
 from demo.catalog import ContentServer, catalog_entries, make_catalog  # noqa: E402
 from demo.chain import Chain, DemoError, wait_for  # noqa: E402
+from demo.download import check_download  # noqa: E402
 from demo.inputs import ToolError  # noqa: E402
 from demo.report import Progress, report, say  # noqa: E402
 from workers.common.api import ApiError  # noqa: E402
@@ -54,10 +58,15 @@ from workers.common.names import OrderStatus, TaskKind  # noqa: E402
 
 def run_demo(options) -> int:
     data = Path(options.data_dir).resolve()
-    chain = Chain(data, port=options.port, ftp_port=options.ftp_port)
+    chain = Chain(
+        data,
+        port=options.port,
+        ftp_port=options.ftp_port,
+        http_port=options.http_port,
+    )
     # What a previous demo run left in flight is of no use to this one: its
     # images (about 2 GB each, sized to their content) fill the warehouse.
-    for leftover in ("warehouse", "images", "creator", "cards", "slots"):
+    for leftover in ("warehouse", "images", "creator", "cards", "slots", "downloads"):
         shutil.rmtree(chain.demo / leftover, ignore_errors=True)
     slots: dict[str, LoopCardSlot | FileCardSlot] = {}
     servers: list[ContentServer] = []
@@ -104,7 +113,8 @@ def chain_once(
     slots: dict[str, LoopCardSlot | FileCardSlot],
     servers: list[ContentServer],
 ) -> None:
-    """Start everything, run one order of 2 copies, print the table."""
+    """Start everything, run one order of 2 copies and one download order,
+    print the table and the download order's link."""
     phases: list[tuple[str, float]] = []
     started = time.monotonic()
 
@@ -120,7 +130,10 @@ def chain_once(
     say(f"starting the web service on {chain.url} and the background jobs")
     chain.start_web()
     chain.start_jobs()
-    say(f"starting the warehouse on ftp://127.0.0.1:{chain.ftp_port}")
+    say(
+        f"starting the warehouse on ftp://127.0.0.1:{chain.ftp_port}, its download "
+        f"links on http://127.0.0.1:{chain.http_port}"
+    )
     chain.start_warehouse()
     phase_done("services")
     say("making the base image and a catalog of 3 real ZIM files")
@@ -142,11 +155,18 @@ def chain_once(
     name = f"Demo {datetime.now():%Y-%m-%d %H.%M.%S}"
     order_id = chain.place_order(entries, quantity=2, name=name)
     say(f"order {order_id[:8]} placed for 2 copies on 8 GB cards")
-    progress = Progress(chain, order_id)
+    # Built after the first one, while its copies are downloaded and written.
+    download_id = chain.place_order(
+        entries[:1], quantity=1, name=f"{name} download", kind="download"
+    )
+    say(f"order {download_id[:8]} placed for a download of its image (one ZIM)")
+    progress = Progress(chain, order_id, prefix=f"{order_id[:8]} ")
+    fetch_progress = Progress(chain, download_id, prefix=f"{download_id[:8]} ")
     alive = chain.children.check
 
     def writes_exist():
         tasks = progress.show()
+        fetch_progress.show()
         return len([t for t in tasks if t["kind"] == TaskKind.WRITE]) == 2
 
     wait_for(writes_exist, "the write tasks", timeout=1800, interval=1, alive=alive)
@@ -158,6 +178,7 @@ def chain_once(
 
     def shipped():
         progress.show()
+        fetch_progress.show()
         status = chain.order(order_id)["status"]
         if status in {OrderStatus.FAILED, OrderStatus.CANCELED}:
             raise DemoError(f"order {order_id[:8]} {status}; see the logs")
@@ -167,7 +188,21 @@ def chain_once(
     phase_done("write and verify")
     for slot in slots.values():
         slot.remove()
+
+    def built():
+        fetch_progress.show()
+        status = chain.order(download_id)["status"]
+        if status in {OrderStatus.FAILED, OrderStatus.CANCELED}:
+            raise DemoError(f"order {download_id[:8]} {status}; see the logs")
+        return status == OrderStatus.BUILT
+
+    wait_for(built, "the download order's image", timeout=1800, interval=1, alive=alive)
+    downloaded = check_download(chain, download_id, chain.demo / "downloads")
+    if not downloaded.verified:
+        raise DemoError(f"{downloaded.image} does not match its bmap's checksums")
+    phase_done("download order")
     print(report(chain, order_id, phases), flush=True)
+    print(downloaded.lines(), flush=True)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -182,6 +217,12 @@ def parser() -> argparse.ArgumentParser:
         "--ftp-port", type=int, default=2121, help="warehouse port (default 2121)"
     )
     parser.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("HTTP_PORT", 2180)),
+        help="warehouse's download links port (HTTP_PORT, default 2180)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=os.environ.get("IMAGER_DATA_DIR", str(ROOT / "data")),
         help="data folder (IMAGER_DATA_DIR, default ./data)",
@@ -194,7 +235,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     options = parser().parse_args(argv)
-    for flag, port in (("--port", options.port), ("--ftp-port", options.ftp_port)):
+    for flag, port in (
+        ("--port", options.port),
+        ("--ftp-port", options.ftp_port),
+        ("--http-port", options.http_port),
+    ):
         if not 1 <= port <= 65535:
             print(f"demo: error: {flag} must be 1-65535", file=sys.stderr)
             return 2

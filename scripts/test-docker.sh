@@ -400,6 +400,7 @@ PYTHON
 }
 web_port=$(free_ports 1)
 ftp_port=$(free_ports 1)
+http_port=$(free_ports 1)
 passive=$(free_ports 20)
 # The local OCI registry standing in for ghcr.io (order.py starts it on this port).
 registry_port=$(free_ports 1)
@@ -437,6 +438,7 @@ IMAGER_WORKER_IMAGE=$WORKER_IMAGE
 SITE_ENV_FILE=$RUN/site.env
 WAREHOUSE_ADDRESS=127.0.0.1
 WAREHOUSE_PUBLIC_URL=ftp://127.0.0.1:$ftp_port
+WAREHOUSE_HTTP_URL=http://127.0.0.1:$http_port
 WAREHOUSE_USERNAME=demo-warehouse
 WAREHOUSE_NAME=docker-test
 WAREHOUSE_RESERVE=1G
@@ -453,6 +455,7 @@ IMAGER_TEST_REDIS_URL=redis://127.0.0.1:6379/$redis_db
 IMAGER_TEST_WEB_PORT=$web_port
 IMAGER_TEST_REGISTRY_URL=http://127.0.0.1:$registry_port
 IMAGER_TEST_FTP_PORT=$ftp_port
+IMAGER_TEST_HTTP_PORT=$http_port
 IMAGER_TEST_PASSIVE_PORTS=$passive-$((passive + 19))
 IMAGER_TEST_RUN=$RUN
 IMAGER_TEST_CHAIN=$chain

@@ -6,8 +6,8 @@
 #   bash scripts/up.sh            set up, run the demo order, keep serving on :8000
 #   bash scripts/up.sh --exit     set up, run the demo order, stop after its table
 #   bash scripts/up.sh --no-serve set up only (for scripts and CI)
-# PORT and IMAGER_DATA_DIR change the port and the data folder; FTP_PORT the
-# warehouse's (2121). The cards are sparse files: loop devices as root, file
+# PORT and IMAGER_DATA_DIR change the port and the data folder; FTP_PORT and
+# HTTP_PORT the warehouse's (2121, and 2180 for download links). The cards are sparse files: loop devices as root, file
 # slots without root (the demo says which). Without root, the Debian packages
 # must be installed already.
 set -euo pipefail
@@ -59,4 +59,4 @@ MSG
 [ "$serve" -eq 1 ] || exit 0
 say "running a demo order through the whole chain (Ctrl-C stops everything)"
 exec "$PY" scripts/demo.py --port "$port" --ftp-port "${FTP_PORT:-2121}" \
-  --data-dir "$IMAGER_DATA_DIR" "${demo_args[@]}"
+  --http-port "${HTTP_PORT:-2180}" --data-dir "$IMAGER_DATA_DIR" "${demo_args[@]}"

@@ -51,6 +51,7 @@ def config_for(live_server, root, **options) -> Config:
         "root": str(root),
         "name": "main",
         "port": 0,
+        "http_port": 0,
         "reserve": 0,
         "heartbeat_interval": 0.5,
         "deletions_interval": 0.3,
@@ -114,10 +115,10 @@ def settled(warehouse):
 class Build:
     """An order whose create task the creator claimed, with its image bytes."""
 
-    def __init__(self, world, size=3 * MB, declare=True):
+    def __init__(self, world, size=3 * MB, declare=True, **order_fields):
         self.world = world
         config = configuration(world.client, name=f"Kit {uuid4().hex[:8]}")
-        self.order = order(world.client, config)
+        self.order = order(world.client, config, **order_fields)
         self.creator_api = api(world.creator_account)
         claimed = self.creator_api.post(
             "/api/v1/tasks/claim/", {"worker": str(world.creator.pk)}, format="json"

@@ -4,11 +4,9 @@ clients at once, FTPS, the disk reserve, deletions, limits, and the command line
 as a real process."""
 
 import contextlib
-import datetime
 import ftplib
 import functools
 import io
-import ipaddress
 import os
 import random
 import shutil
@@ -22,10 +20,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from apps.accounts.models import Role
 from apps.accounts.testing import PASSWORD, make_user
@@ -301,40 +295,6 @@ def test_fifty_clients_upload_and_download_at_once(warehouse, world):
 # --- TLS ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def certificate(tmp_path):
-    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 def test_login_and_transfers_over_tls(live_server, world, store, certificate, tmp_path):
     cert, key = certificate
     context = ssl.create_default_context(cafile=cert)
@@ -448,6 +408,7 @@ def test_python_m_ftp_serves_with_settings_from_the_environment(
         "WAREHOUSE_ROOT": str(tmp_path / "store"),
         "WAREHOUSE_NAME": "main",
         "WAREHOUSE_PORT": "0",
+        "WAREHOUSE_HTTP_PORT": "0",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "ftp", "--reserve", "0"],
@@ -468,6 +429,10 @@ def test_python_m_ftp_serves_with_settings_from_the_environment(
         assert b"orders" in listing.stdout
         row = WarehouseRow.objects.get(name="main")
         assert row.ftp_url == f"ftp://127.0.0.1:{port}"
+        # The download server answers on the address it announced.
+        assert row.download_url.startswith("http://127.0.0.1:")
+        nothing = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", row.download_url)
+        assert nothing.stdout == b"404"
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

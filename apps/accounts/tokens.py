@@ -28,6 +28,12 @@ class KeyedTokenBackend(TokenBackend):
         )
 
 
+def sign(payload: dict) -> str:
+    """A JWT of ``payload`` signed with the service's key, ``kid`` in its header:
+    what the warehouse verifies with the JWKS (download links)."""
+    return token_backend().encode(payload)
+
+
 @cache
 def token_backend() -> KeyedTokenBackend:
     return KeyedTokenBackend(

@@ -1,6 +1,7 @@
 """rq jobs that render and send notification e-mails."""
 
 import logging
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -55,6 +56,10 @@ def _context(context: dict) -> dict:
     for key in ("host", "slot_name", "download_url"):
         if key in context:
             loaded[key] = context[key]
+    if "download_expires_at" in context:
+        loaded["download_expires_at"] = datetime.fromisoformat(
+            context["download_expires_at"]
+        )
     return loaded
 
 

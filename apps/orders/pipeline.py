@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.notifications.services import notify
-from apps.orders import cards, recipes
+from apps.orders import cards, links, recipes
 from apps.orders.models import Configuration, Order, OrderKind, OrderStatus
 from apps.scheduler.models import (
     Image,
@@ -152,11 +152,6 @@ def stop_work(order: Order) -> None:
     )
 
 
-def download_url(image: Image) -> str:
-    base = image.warehouse.download_url.rstrip("/")
-    return f"{base}/{image.path}" if base else ""
-
-
 # --- Building ----------------------------------------------------------------------
 
 
@@ -214,7 +209,14 @@ def on_image_verified(image: Image) -> None:
     ):
         return
     if order.kind == OrderKind.DOWNLOAD:
-        notify("image_ready", order_id=order.pk, download_url=download_url(image))
+        # A link made now for the owner; the order's page makes fresh ones.
+        link = links.download_link_or_none(order)
+        notify(
+            "image_ready",
+            order_id=order.pk,
+            download_url=link.image_url if link else None,
+            download_expires_at=link.expires_at.isoformat() if link else None,
+        )
     else:
         notify("image_ready", order_id=order.pk)
         create_download_task(order, image)

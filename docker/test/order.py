@@ -1,7 +1,9 @@
 """One order through the containers that scripts/test-docker.sh started: the
 warehouse and a creator (compose.site.yml), then the downloader and a writer
 (compose.writer-host.yml) with a loop device as the card, to a card verified
-from the host.
+from the host. Beside it a download order, built while the card is written,
+whose image is fetched from the host through the warehouse's HTTP port with
+the client's link, resumed once, and checked against its bmap.
 
     .venv/bin/python docker/test/order.py --data DIR --port PORT \
         --compose-site CMD --compose-host CMD [--while-running COMMAND]
@@ -37,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from demo.cards import CardSlotError, LoopCardSlot, blank_card, card_verifies  # noqa: E402
 from demo.catalog import ContentServer, catalog_entries, make_catalog  # noqa: E402
 from demo.chain import Chain, DemoError, wait_for  # noqa: E402
+from demo.download import check_download  # noqa: E402
 from demo.inputs import ToolError  # noqa: E402
 from demo.report import Progress, report  # noqa: E402
 from workers.common.api import ApiError  # noqa: E402
@@ -107,12 +110,17 @@ def run(options) -> int:
         name = f"Docker test {datetime.now():%Y-%m-%d %H.%M.%S}"
         order_id = chain.place_order(entries, quantity=1, name=name)
         say(f"order {order_id[:8]} placed for 1 copy on an 8 GB card")
+        download_id = chain.place_order(
+            entries[:1], quantity=1, name=f"{name} download", kind="download"
+        )
+        say(f"order {download_id[:8]} placed for a download of its image")
         progress = Progress(chain, order_id)
 
         def not_failed() -> None:
-            status = chain.order(order_id)["status"]
-            if status in {"failed", "canceled"}:
-                raise DemoError(f"order {order_id[:8]} {status}")
+            for placed in (order_id, download_id):
+                status = chain.order(placed)["status"]
+                if status in {"failed", "canceled"}:
+                    raise DemoError(f"order {placed[:8]} {status}")
 
         def write_task():
             return any(t["kind"] == "write" for t in progress.show())
@@ -139,6 +147,16 @@ def run(options) -> int:
         if not card_verifies(card, bmap):
             raise DemoError(f"{card} does not match the bmap checksums of {bmap}")
         say(f"the card verifies from the host against {bmap.name}'s checksums")
+
+        def built():
+            return chain.order(download_id)["status"] == "built"
+
+        wait_for(built, "the download order's image", timeout=left(), alive=not_failed)
+        downloaded = check_download(chain, download_id, chain.demo / "downloads")
+        print(downloaded.lines(), flush=True)
+        if not downloaded.verified:
+            raise DemoError(f"{downloaded.image} does not match its bmap")
+        phase_done("download order")
         if options.while_running:
             say("the containers' users")
             if subprocess.run(shlex.split(options.while_running)).returncode != 0:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from ftp.auth import KeySet, TokenRefused, parse_jwks, verify_token
+from ftp.auth import KeySet, TokenRefused, parse_jwks, verify_link, verify_token
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -146,3 +146,78 @@ def test_a_jwks_without_usable_keys_is_an_error():
     keys = KeySet(lambda: {"keys": []})
     with pytest.raises(ValueError, match="no RS256"):
         keys.refresh()
+
+
+# --- download links -------------------------------------------------------------
+
+ORDER = str(uuid.uuid4())
+
+
+def link_claims(**changes) -> dict:
+    now = int(time.time())
+    values = {
+        "token_type": "download",
+        "aud": "imager-download",
+        "order": ORDER,
+        "files": ["image.img", "image.bmap"],
+        "user_id": str(uuid.uuid4()),
+        "exp": now + 3600,
+        "iat": now,
+        "jti": uuid.uuid4().hex,
+    }
+    values.update(changes)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def test_a_link_gives_its_order_files_and_who_asked():
+    payload = link_claims()
+    link = verify_link(sign(payload), KEYS)
+    assert (link.order, link.files, link.user_id, link.jti) == (
+        ORDER,
+        {"image.img", "image.bmap"},
+        payload["user_id"],
+        payload["jti"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("not-a-token", "not a JWT"),
+        (sign(link_claims(), key=OTHER_KEY), "signature"),
+        (sign(link_claims(), key=OTHER_KEY, kid="rogue"), "unknown"),
+        (
+            jwt.encode(link_claims(), None, algorithm="none", headers={"kid": KID}),
+            "RS256",
+        ),
+        (sign(link_claims(token_type="access")), "not a download link"),
+        (sign(link_claims(aud="someone-else")), "(?i)audience"),
+        (sign(link_claims(aud=None)), "aud"),
+        (sign(link_claims(order="../etc")), "no order"),
+        (sign(link_claims(files=[])), "no image file"),
+        (sign(link_claims(files=["../../.warehouse/x.img"])), "no image file"),
+        (sign(link_claims(files="image.img")), "no image file"),
+        (sign(link_claims(files=["image.img.part"])), "no image file"),
+        (sign(link_claims(exp=None)), "exp"),
+        (sign(claims()), "aud"),  # an access token is no link
+    ],
+)
+def test_forged_and_foreign_link_tokens_are_refused(token, reason):
+    with pytest.raises(TokenRefused, match=reason) as refused:
+        verify_link(token, KEYS)
+    assert not refused.value.expired
+
+
+def test_an_expired_link_says_so_past_a_minute_of_leeway():
+    late = sign(link_claims(exp=int(time.time()) - 30))
+    assert verify_link(late, KEYS).order == ORDER  # clocks differ a little
+    with pytest.raises(TokenRefused, match="expired") as refused:
+        verify_link(sign(link_claims(exp=int(time.time()) - 120)), KEYS)
+    assert refused.value.expired
+
+
+def test_a_link_token_is_no_access_token():
+    with pytest.raises(TokenRefused):
+        verify_token(sign({**claims(), "aud": "imager-download"}), KEYS)
+    with pytest.raises(TokenRefused):
+        verify_token(sign(link_claims()), KEYS)

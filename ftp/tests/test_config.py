@@ -30,6 +30,7 @@ def test_defaults_need_only_the_api_the_account_and_the_root():
         512,
     )
     assert config.max_connections_per_ip == 0
+    assert (config.http_port, config.http_url) == (2180, None)
     assert config.reserve == 1 << 30
     assert not config.tls
     assert "secret" not in repr(config)
@@ -55,6 +56,16 @@ def test_flags_win_over_the_environment(tmp_path):
     assert config.api_url == "https://api.example.org"
 
 
+def test_the_download_server_has_a_port_or_is_off_and_a_public_url():
+    env = {**BASE, "WAREHOUSE_HTTP_PORT": "off"}
+    assert load([], env).http_port is None
+    assert load(["--http-port", "8021"], env).http_port == 8021
+    config = load(["--http-url", "https://dl.example.org/warehouse/"], BASE)
+    assert config.http_url == "https://dl.example.org/warehouse"
+    with pytest.raises(ConfigError, match="--http-url needs the HTTP server"):
+        load(["--http-url", "http://x:1"], env)
+
+
 def test_tls_needs_a_readable_certificate(tmp_path):
     cert = tmp_path / "cert.pem"
     cert.write_text("-----BEGIN CERTIFICATE-----\n")
@@ -77,6 +88,9 @@ def test_tls_needs_a_readable_certificate(tmp_path):
         (["--idle-timeout", "0"], {}, "--idle-timeout: expected a number of seconds"),
         (["--log-level", "LOUD"], {}, "--log-level: expected DEBUG"),
         (["--public-url", "http://x"], {}, "--public-url: expected ftp://"),
+        (["--http-port", "web"], {}, "--http-port: expected a port number"),
+        ([], {"WAREHOUSE_HTTP_URL": "ftp://x"}, "WAREHOUSE_HTTP_URL: expected http"),
+        (["--http-url", "http://x/?a=b"], {}, "--http-url: expected http"),
         ([], {"WAREHOUSE_ROOT": ""}, "--root (or WAREHOUSE_ROOT) is required"),
         ([], {"WAREHOUSE_PASSWORD": ""}, "set WAREHOUSE_PASSWORD or --password-file"),
     ],

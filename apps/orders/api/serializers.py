@@ -4,6 +4,7 @@ from rest_framework import serializers
 from apps.accounts.models import Role
 from apps.orders import contents
 from apps.orders.cards import CARD_SIZES, smallest_card_gb
+from apps.orders.links import download_link_or_none
 from apps.orders.models import (
     Configuration,
     Order,
@@ -11,7 +12,6 @@ from apps.orders.models import (
     OrderKind,
     language_choices,
 )
-from apps.orders.pipeline import download_url
 
 
 class ContentEntrySerializer(serializers.Serializer):
@@ -190,7 +190,30 @@ class TaskSummarySerializer(serializers.Serializer):
     card_failures = serializers.IntegerField()
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class DownloadLinkSerializer(serializers.Serializer):
+    image_url = serializers.CharField(
+        help_text=_("The image, over HTTP(S), resumable; no account needed.")
+    )
+    bmap_url = serializers.CharField(help_text=_("Its block map (bmaptool)."))
+    expires_at = serializers.DateTimeField(
+        help_text=_("When both links stop working; ask again for fresh ones.")
+    )
+
+
+class DownloadLinks:
+    """Each order's link made once per answer: signing costs a millisecond, and
+    ``download_url`` and ``download`` of one order must be the same link."""
+
+    def link(self, obj):
+        made = self.context.setdefault("download_links", {})
+        if obj.pk not in made:
+            request = self.context.get("request")
+            user = request.user if request is not None else None
+            made[obj.pk] = download_link_or_none(obj, user=user)
+        return made[obj.pk]
+
+
+class OrderSerializer(DownloadLinks, serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     # Null once the configuration is deleted (the order keeps its frozen copy);
     # an order is always placed with one.
@@ -203,7 +226,12 @@ class OrderSerializer(serializers.ModelSerializer):
     kind = serializers.ChoiceField(
         choices=OrderKind.choices, default=OrderKind.PHYSICAL
     )
-    download_url = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField(
+        help_text=_(
+            "A download order's image, once built: a fresh link that works for "
+            "DOWNLOAD_LINK_HOURS (the download action gives the block map's too)."
+        )
+    )
 
     class Meta:
         model = Order
@@ -242,9 +270,10 @@ class OrderSerializer(serializers.ModelSerializer):
         ]
 
     def get_download_url(self, obj) -> str | None:
-        if obj.kind != OrderKind.DOWNLOAD or obj.image is None:
+        if obj.kind != OrderKind.DOWNLOAD or obj.image_id is None:
             return None
-        return download_url(obj.image) or None
+        link = self.link(obj)
+        return link.image_url if link else None
 
     def validate_configuration(self, configuration):
         if configuration is None:
@@ -260,9 +289,24 @@ class OrderDetailSerializer(OrderSerializer):
     events = OrderEventSerializer(many=True, read_only=True)
     tasks = TaskSummarySerializer(many=True, read_only=True)
     progress = serializers.SerializerMethodField()
+    download = serializers.SerializerMethodField()
 
     class Meta(OrderSerializer.Meta):
-        fields = [*OrderSerializer.Meta.fields, "config", "events", "tasks", "progress"]
+        fields = [
+            *OrderSerializer.Meta.fields,
+            "download",
+            "config",
+            "events",
+            "tasks",
+            "progress",
+        ]
+
+    def get_download(self, obj) -> DownloadLinkSerializer(allow_null=True):
+        """The image's and block map's links and when they expire, or null."""
+        if obj.kind != OrderKind.DOWNLOAD or obj.image_id is None:
+            return None
+        link = self.link(obj)
+        return DownloadLinkSerializer(link.as_dict()).data if link else None
 
     def get_config(self, obj) -> dict:
         return obj.shown_config()

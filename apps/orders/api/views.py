@@ -12,10 +12,11 @@ from rest_framework.response import Response
 
 from apps.accounts.models import Role
 from apps.accounts.permissions import IsStaff, has_role
-from apps.orders import pipeline
+from apps.orders import links, pipeline
 from apps.orders.api.serializers import (
     CancelSerializer,
     ConfigurationSerializer,
+    DownloadLinkSerializer,
     OrderDetailSerializer,
     OrderSerializer,
     ShipSerializer,
@@ -168,6 +169,25 @@ class OrderViewSet(
         name = f"order-{order.pk}.yaml"
         headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'}
         return Response(order.recipe, headers=headers)
+
+    @extend_schema(
+        responses={
+            200: DownloadLinkSerializer,
+            409: OpenApiResponse(
+                description="No link: not a download order (not_a_download_order), "
+                "not built or over (not_ready), or the warehouse serves no "
+                "downloads (no_download_server)."
+            ),
+        }
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        """Fresh links to a built download order's image and block map, served by
+        the warehouse over HTTP(S) to whoever has them (no account), resumable,
+        until ``expires_at`` (``DOWNLOAD_LINK_HOURS``, at most the order's
+        retention). For the order's owner and staff; a new pair at each call."""
+        link = links.download_link(self.get_object(), user=request.user)
+        return Response(DownloadLinkSerializer(link.as_dict()).data, headers=NO_STORE)
 
     @extend_schema(request=CancelSerializer, responses=OrderSerializer)
     @action(detail=True, methods=["post"])

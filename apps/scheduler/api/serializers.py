@@ -115,7 +115,14 @@ class WarehouseSerializer(serializers.ModelSerializer):
 class WarehouseHeartbeatSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[\w.-]{1,100}$")
     ftp_url = serializers.RegexField(r"^ftps?://[^/\s]+/?$")
-    download_url = serializers.URLField(required=False, allow_blank=True, default="")
+    # Host names without a dot (a LAN name, a compose service) are fine here,
+    # which URLField would refuse.
+    download_url = serializers.RegexField(
+        r"^https?://[^/\s?#]+(/[^\s?#]*)?$",
+        required=False,
+        allow_blank=True,
+        default="",
+    )
     capacity_bytes = ByteCount()
     free_bytes = ByteCount()
 

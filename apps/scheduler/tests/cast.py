@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.accounts.models import Role
 from apps.accounts.testing import make_user
 from apps.orders.models import Configuration, Order, OrderKind, OrderStatus
+from apps.orders.testing import link_claims
 from apps.scheduler.models import (
     Image,
     ImageState,
@@ -113,6 +114,37 @@ def new_order(cast: Cast, owner: str = "client", status=OrderStatus.PENDING) -> 
         recipient_email="ada@example.org",
         shipping_address="1 rue de l'Ecole, Paris",
         status=status,
+    )
+
+
+def built_download_order(cast: Cast, owner: str = "client") -> Order:
+    """A download order whose verified image waits in the main warehouse."""
+    order = new_order(cast, owner, status=OrderStatus.BUILT)
+    order.kind = OrderKind.DOWNLOAD
+    order.image = new_image(cast, order)
+    order.save(update_fields=["kind", "image"])
+    return order
+
+
+def gives_download_links(test, cast, subject, caller, response):
+    """Links to the subject's files, signed for the caller, not to be cached."""
+    data = response.json()
+    image = subject.image
+    test.assertEqual(response["Cache-Control"], "no-store")
+    test.assertTrue(
+        data["image_url"].startswith(f"http://127.0.0.1:8080/{image.path}?token=")
+    )
+    test.assertTrue(
+        data["bmap_url"].startswith(f"http://127.0.0.1:8080/{image.bmap_path}?token=")
+    )
+    claims = link_claims(data["image_url"])
+    test.assertEqual(
+        (claims["order"], claims["files"], claims["user_id"]),
+        (
+            str(subject.pk),
+            [image.file_name, image.bmap_name],
+            str(cast.users[caller].pk),
+        ),
     )
 
 

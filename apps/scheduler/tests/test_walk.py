@@ -5,6 +5,7 @@ from django.core import mail
 from django.test import TestCase
 
 from apps.orders.models import Order
+from apps.orders.testing import link_claims
 from apps.scheduler.models import Image, Task, TaskEvent, TaskKind, TaskStatus
 from apps.scheduler.testing import ZIM, World, api, event
 
@@ -245,10 +246,14 @@ class DownloadOrderWalkTests(WalkTestCase):
         order = self.place(kind="download", quantity=1)
         self.build(order)
         detail = self.client_api.get(f"/api/v1/orders/{order.pk}/").json()
+        where = f"http://127.0.0.1:8080/orders/{order.pk}/image.img?token="
+        self.assertTrue(detail["download_url"].startswith(where), detail)
+        claims = link_claims(detail["download_url"])
         self.assertEqual(
-            detail["download_url"],
-            f"http://127.0.0.1:8080/orders/{order.pk}/image.img",
+            (claims["order"], claims["files"], claims["user_id"]),
+            (str(order.pk), ["image.img", "image.bmap"], str(self.world.client.pk)),
         )
+        self.assertEqual(detail["download"]["image_url"], detail["download_url"])
         self.assertIsNotNone(detail["expires_at"])
         self.assertFalse(Task.objects.filter(order=order, kind="download").exists())
         ready = [
@@ -258,6 +263,9 @@ class DownloadOrderWalkTests(WalkTestCase):
             sorted(m.to[0] for m in ready), ["ada@example.org", "client@example.org"]
         )
         for message in ready:
-            self.assertIn(detail["download_url"], message.body)
+            # A link of its own, made for the owner when the image was ready.
+            link = next(w for w in message.body.split() if w.startswith(where))
+            self.assertEqual(link_claims(link)["order"], str(order.pk))
+            self.assertRegex(message.body, "(works until|fonctionne jusqu)")
         placed = [m for m in mail.outbox if "Order received" in m.subject]
         self.assertEqual([m.to for m in placed], [["client@example.org"]])
