@@ -115,9 +115,13 @@ class Configuration(UUIDModel):
         max_length=80,
         validators=[
             MinLengthValidator(3),
+            # Parentheses for copies: "School kit (copy)".
             RegexValidator(
-                r"^[\w][\w .-]*$",
-                _("Use letters, digits, spaces, dots, dashes and underscores."),
+                r"^[\w][\w .()-]*$",
+                _(
+                    "Use letters, digits, spaces, dots, dashes, underscores and "
+                    "parentheses."
+                ),
             ),
         ],
     )

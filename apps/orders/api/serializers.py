@@ -11,7 +11,8 @@ from apps.orders.models import (
     OrderKind,
     language_choices,
 )
-from apps.orders.pipeline import download_url
+from apps.orders.pipeline import download_url, progress
+from apps.orders.services import validate_configuration
 
 
 class ContentEntrySerializer(serializers.Serializer):
@@ -147,19 +148,13 @@ class ConfigurationSerializer(serializers.ModelSerializer):
         instance.owner = self.instance.owner if self.instance else owner
         # An edit is not a new row: unique checks must not meet the row itself.
         instance._state.adding = self.instance is None
-        instance.full_clean(exclude=["owner", "branding_logo", "branding_favicon"])
-        # Excluding the owner skips the (owner, name) constraint: check it here, or
-        # a second configuration of the same name is an IntegrityError (500).
-        same_name = Configuration.objects.filter(
-            owner=instance.owner, name=instance.name
-        ).exclude(pk=instance.pk)
-        if same_name.exists():
-            raise serializers.ValidationError(
-                {"name": _("You already have a configuration with this name.")}
-            )
-        # What offspot-config refuses is refused now, not when an order is placed;
-        # and lists show the minimum image size without rendering each row.
-        attrs["image_bytes"] = instance.render().min_size
+        # The same rules as the client pages: the model's, a name the owner has
+        # not used yet, and what offspot-config refuses is refused now, not when
+        # an order is placed; lists show the minimum image size without
+        # rendering each row.
+        attrs["image_bytes"] = validate_configuration(
+            instance, exclude=["branding_logo", "branding_favicon"]
+        )
         return attrs
 
     def _current(self) -> dict:
@@ -269,10 +264,7 @@ class OrderDetailSerializer(OrderSerializer):
 
     def get_progress(self, obj) -> float:
         """Overall percentage: building, then each copy written, equally weighted."""
-        tasks = list(obj.tasks.all())
-        if not tasks:
-            return 0.0
-        return round(sum(t.percent for t in tasks) / len(tasks), 1)
+        return progress(obj.tasks.all())
 
 
 class CancelSerializer(serializers.Serializer):
