@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from apps.accounts.models import Role
 from apps.orders import contents
-from apps.orders.cards import CARD_SIZES, smallest_card_gb
+from apps.orders.cards import CARD_SIZES
 from apps.orders.models import (
     Configuration,
     Order,
@@ -135,7 +135,7 @@ class ConfigurationSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "updated_at"]
 
     def get_min_card_size_gb(self, obj) -> int | None:
-        return smallest_card_gb(obj.image_bytes) if obj.image_bytes else None
+        return obj.min_card_size_gb
 
     def get_has_wifi_password(self, obj) -> bool:
         return bool(obj.wifi_password)
