@@ -49,6 +49,17 @@ def customer_required(view):
     return wrapper
 
 
+def posted(request):
+    """A form's data: the request's on a POST (even an empty one, which must
+    still be checked), none on a GET (an unbound form)."""
+    return request.POST if request.method == "POST" else None
+
+
+def uploaded(request):
+    """A form's files, as ``posted``."""
+    return request.FILES if request.method == "POST" else None
+
+
 def visible_configuration(request, pk) -> Configuration:
     """A configuration the caller may read: 404 for another client's."""
     return get_object_or_404(Configuration.objects.visible_to(request.user), pk=pk)

@@ -19,6 +19,8 @@ from apps.orders.models import Configuration
 from apps.orders.views.access import (
     customer_required,
     own_configuration,
+    posted,
+    uploaded,
     visible_configuration,
 )
 from apps.orders.views.picker import (
@@ -97,9 +99,7 @@ def form_page(request, form, configuration=None):
 @customer_required
 @require_http_methods(["GET", "POST"])
 def configuration_create(request):
-    form = ConfigurationForm(
-        request.POST or None, request.FILES or None, owner=request.user
-    )
+    form = ConfigurationForm(posted(request), uploaded(request), owner=request.user)
     if request.method == "POST" and form.is_valid():
         configuration = form.save()
         messages.success(request, _("The configuration is saved."))
@@ -112,8 +112,8 @@ def configuration_create(request):
 def configuration_edit(request, pk):
     configuration = own_configuration(request, pk)
     form = ConfigurationForm(
-        request.POST or None,
-        request.FILES or None,
+        posted(request),
+        uploaded(request),
         instance=configuration,
         owner=request.user,
     )
@@ -191,7 +191,7 @@ def configuration_export(request, pk):
 @customer_required
 @require_http_methods(["GET", "POST"])
 def configuration_import(request):
-    form = ImportForm(request.POST or None, request.FILES or None)
+    form = ImportForm(posted(request), uploaded(request))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 from apps.orders import pipeline
 from apps.orders.forms import CancelForm, OrderForm, add_errors
 from apps.orders.models import Configuration, Order, OrderEvent, OrderKind, OrderStatus
-from apps.orders.views.access import customer_required, visible_order
+from apps.orders.views.access import customer_required, posted, visible_order
 from apps.orders.views.configurations import attachment
 from apps.scheduler.models import Task, TaskKind
 
@@ -75,7 +75,7 @@ def order_create(request):
     if chosen is not None:
         initial["configuration"] = chosen.pk
         initial["card_size_gb"] = chosen.min_card_size_gb
-    form = OrderForm(request.POST or None, initial=initial, user=request.user)
+    form = OrderForm(posted(request), initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid():
         try:
             order = pipeline.place_order(owner=request.user, **form.cleaned_data)
@@ -155,7 +155,7 @@ def order_cancel(request, pk):
     """Confirm, then cancel an active order; its workers stop at their next
     renewal."""
     order = visible_order(request, pk)
-    form = CancelForm(request.POST or None)
+    form = CancelForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
             pipeline.cancel_order(
