@@ -7,6 +7,8 @@ import json
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from apps.accounts import urls as accounts_pages
+from apps.orders import urls as client_pages
 from apps.orders.models import Configuration
 from apps.orders.services import export_configuration
 from apps.orders.tests.pages import PageTestCase
@@ -348,3 +350,15 @@ class RecipeAndBrandingTests(ConfigurationPageTestCase):
         self.assert_not_found_for_other_clients(url)
         self.assert_sent_to_login(url)
         self.assert_refused_to_workers(url)
+
+
+class CsrfTests(ConfigurationPageTestCase):
+    def test_no_client_page_nor_account_page_is_exempt_from_csrf(self):
+        patterns = [*client_pages.urlpatterns, *accounts_pages.urlpatterns]
+        exempt = [
+            str(pattern.pattern)
+            for pattern in patterns
+            if getattr(pattern.callback, "csrf_exempt", False)
+        ]
+        self.assertEqual(exempt, [])
+        self.assertGreater(len(patterns), 20)
