@@ -27,6 +27,8 @@ ORDER_FIELDS = [
     "shipping_address",
 ]
 IMAGE_TYPES = "image/png,image/jpeg"
+#: The boxes that remove a stored branding image, and their fields.
+REMOVABLE = {"remove_logo": "branding_logo", "remove_favicon": "branding_favicon"}
 
 
 @cache
@@ -76,6 +78,8 @@ class ConfigurationForm(forms.ModelForm):
     open_hotspot = forms.BooleanField(
         label=_("Remove the Wi-Fi password: an open hotspot"), required=False
     )
+    remove_logo = forms.BooleanField(label=_("Remove the logo"), required=False)
+    remove_favicon = forms.BooleanField(label=_("Remove the favicon"), required=False)
     contents = forms.JSONField(
         widget=forms.HiddenInput,
         error_messages={"required": _("Choose at least one content entry.")},
@@ -96,9 +100,11 @@ class ConfigurationForm(forms.ModelForm):
             "branding_favicon",
             "contents",
         ]
+        # Plain file inputs: a stored image is shown through the branding page
+        # (uploads are never served as files) and removed with its own box.
         widgets = {
-            "branding_logo": forms.ClearableFileInput(attrs={"accept": IMAGE_TYPES}),
-            "branding_favicon": forms.ClearableFileInput(attrs={"accept": IMAGE_TYPES}),
+            "branding_logo": forms.FileInput(attrs={"accept": IMAGE_TYPES}),
+            "branding_favicon": forms.FileInput(attrs={"accept": IMAGE_TYPES}),
         }
         help_texts = {
             "branding_logo": _("A PNG or JPEG image, 2 MiB at most."),
@@ -108,6 +114,9 @@ class ConfigurationForm(forms.ModelForm):
     def __init__(self, *args, owner, **kwargs):
         super().__init__(*args, **kwargs)
         self.editing = not self.instance._state.adding
+        for which, field in REMOVABLE.items():
+            if not getattr(self.instance, field):
+                del self.fields[which]
         if not self.editing:
             self.instance.owner = owner
             del self.fields["open_hotspot"]
@@ -125,6 +134,9 @@ class ConfigurationForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
+        for which, field in REMOVABLE.items():
+            if data.get(which) and not self.files.get(field):
+                data[field] = False  # FileField's "clear"
         if self.editing:
             if not data.get("admin_password"):
                 data["admin_password"] = self.instance.admin_password

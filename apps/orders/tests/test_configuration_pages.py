@@ -203,6 +203,41 @@ class EditTests(ConfigurationPageTestCase):
         self.assertEqual(len(self.config.contents), 2)
         self.assertGreater(self.config.image_bytes, before + 2 * 10**9)
 
+    def test_a_stored_logo_is_shown_replaced_or_removed(self):
+        self.config.branding_logo = ContentFile(PNG, name="logo.png")
+        self.config.save()
+        page = self.client.get(self.url(action="edit/"))
+        self.assertContains(
+            page, f'src="/configurations/{self.config.pk}/branding/logo/"'
+        )
+        self.assertNotContains(page, "/media/")
+        self.assertContains(page, 'name="remove_logo"')
+        self.assertNotContains(page, 'name="remove_favicon"')
+        jpeg = image_bytes("JPEG")
+        self.client.post(
+            self.url(action="edit/"),
+            {
+                **form_data(name="School kit", admin_password=""),
+                "branding_logo": SimpleUploadedFile("new.jpg", jpeg),
+            },
+        )
+        self.config.refresh_from_db()
+        self.assertEqual(self.config.branding_images()["logo"], jpeg)
+        self.client.post(
+            self.url(action="edit/"),
+            form_data(name="School kit", admin_password="", remove_logo="on"),
+        )
+        self.config.refresh_from_db()
+        self.assertFalse(self.config.branding_logo)
+        self.assertEqual(self.config.image_bytes, self.config.render().min_size)
+
+    def test_a_refused_edit_shows_the_stored_name_above_the_posted_one(self):
+        response = self.client.post(
+            self.url(action="edit/"), form_data(name="Kit/1", admin_password="")
+        )
+        self.assertContains(response, '<h1 class="h3 mb-3">Edit School kit</h1>')
+        self.assertContains(response, 'value="Kit/1"')
+
     def test_operators_may_not_change_or_delete_a_clients_configuration(self):
         manager = self.as_user(self.manager)
         for action in ("edit/", "delete/"):

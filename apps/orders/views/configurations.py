@@ -2,6 +2,7 @@
 duplicate, delete, JSON export and import, the rendered YAML and the branding
 images. Clients see their own; staff read everyone's and change their own."""
 
+import copy
 import json
 
 from django.contrib import messages
@@ -111,6 +112,9 @@ def configuration_create(request):
 @require_http_methods(["GET", "POST"])
 def configuration_edit(request, pk):
     configuration = own_configuration(request, pk)
+    # The page shows the stored configuration (name, images) above a form the
+    # posted values may have made invalid.
+    stored = copy.copy(configuration)
     form = ConfigurationForm(
         posted(request),
         uploaded(request),
@@ -121,7 +125,7 @@ def configuration_edit(request, pk):
         form.save()
         messages.success(request, _("The configuration is saved."))
         return redirect("client:configuration_detail", configuration.pk)
-    return form_page(request, form, configuration)
+    return form_page(request, form, stored)
 
 
 @customer_required
