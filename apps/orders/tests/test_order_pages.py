@@ -335,6 +335,8 @@ class DownloadSlotTests(OrderPageTestCase):
             f'href="https://images.example.org/orders/{self.placed.pk}/image.img" '
             'data-testid="order-download-link"',
         )
+        # Nothing more happens to a built download order: the page stops asking.
+        self.assertNotContains(response, "hx-trigger")
 
     def test_a_card_order_has_no_download_slot(self):
         cards = order(self.owner, self.config)

@@ -106,6 +106,15 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+def still_moving(order: Order) -> bool:
+    """Whether the order's page should keep asking for news: while it is active,
+    but a built download order only waits for its link to expire."""
+    built_download = (
+        order.kind == OrderKind.DOWNLOAD and order.status == OrderStatus.BUILT
+    )
+    return order.is_active and not built_download
+
+
 def progress_context(request, pk) -> dict:
     """What the progress part shows: status, each task (the build, the transfer
     to the writer host and every copy) with its phase and percentage, and the
@@ -127,7 +136,7 @@ def progress_context(request, pk) -> dict:
         "progress": pipeline.progress(tasks),
         "events": list(order.events.all()),
         "download_url": download_link(order),
-        "poll_seconds": POLL_SECONDS if order.is_active else None,
+        "poll_seconds": POLL_SECONDS if still_moving(order) else None,
     }
 
 
