@@ -253,7 +253,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": _validators + "CommonPasswordValidator"},
     {"NAME": _validators + "NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+# The site's login page (/accounts/login/); "/" (home) then sends each role to
+# its pages: clients to their orders, staff to STAFF_HOME_URL (a URL name).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+STAFF_HOME_URL = "admin:index"
 # django-axes first: it refuses the passwords of a locked-out client before
 # Django checks them (admin login, API token requests alike).
 AUTHENTICATION_BACKENDS = [

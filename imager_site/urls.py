@@ -1,13 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import APIRootView, DefaultRouter
 
+from apps.accounts import urls as accounts_pages
 from apps.accounts.api import urls as accounts_api
+from apps.accounts.views import home
 from apps.catalog.api import urls as catalog_api
 from apps.common.api.views import HealthView
+from apps.orders import urls as client_pages
 from apps.orders.api import urls as orders_api
 from apps.scheduler.api import urls as scheduler_api
 
@@ -32,7 +34,9 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("", home, name="home"),
+    path("accounts/", include(accounts_pages)),
+    path("", include((client_pages, "client"), namespace="client")),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

@@ -1,5 +1,6 @@
-"""Catalog entries as offspot-config packages, and offspot-config's own apps and
-files, for the pickers and the rendering of a configuration."""
+"""Catalog entries as offspot-config packages and as a configuration's content
+entries, and offspot-config's own apps and files, for the pickers and the
+rendering of a configuration."""
 
 from __future__ import annotations
 
@@ -37,6 +38,40 @@ def zim_package(entry: Entry) -> ZimPackage:
         download_size=entry.size,
         download_checksum=checksum,
     )
+
+
+#: Longest texts a content entry keeps (the API's and the model's limits).
+MAX_TITLE, MAX_DESCRIPTION, MAX_TAGS, MAX_TAG, MAX_LANGUAGES = 200, 2000, 50, 100, 20
+
+
+def content_entry(entry: Entry) -> dict:
+    """The entry as a configuration's content entry (``apps.orders.contents``): a
+    ZIM with its ident, what Kiwix's catalog says of it, its URL, size and the URL
+    of its sha256. The one place a catalog entry becomes a content entry. Pure."""
+    content = {
+        "kind": "zim",
+        "name": entry.name,
+        "flavour": entry.flavour,
+        "version": entry.date.isoformat() if entry.date else entry.period,
+        "title": entry.title[:MAX_TITLE],
+        "description": entry.summary[:MAX_DESCRIPTION],
+        "languages": entry.language_list[:MAX_LANGUAGES],
+        "tags": [tag for tag in entry.tag_list if len(tag) <= MAX_TAG][:MAX_TAGS],
+        "url": entry.download_url,
+        "size": entry.size,
+    }
+    if entry.name:
+        # Without a name the ident would not be publisher:name:flavour; the file
+        # then lands under its URL's name.
+        content["ident"] = zim_ident(entry)
+    if entry.checksum_url:
+        content["checksum_url"] = entry.checksum_url
+    return content
+
+
+def package_entry(ident: str) -> dict:
+    """One of offspot-config's app or files packages as a content entry."""
+    return {"kind": "package", "ident": ident}
 
 
 def offspot_packages() -> list[dict]:

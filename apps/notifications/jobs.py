@@ -63,31 +63,35 @@ def _context(context: dict) -> dict:
     return loaded
 
 
-def recipients(kind: str, loaded: dict) -> list[tuple[str, str]]:
-    """(address, language) pairs for this notification, without duplicates."""
-    found: dict[str, str] = {}
+def recipients(kind: str, loaded: dict) -> list[tuple[str, str, str]]:
+    """(address, language, reader) for this notification, without duplicate
+    addresses; the reader (``owner``, ``recipient`` or ``operators``) decides
+    what the e-mail shows: a recipient without an account gets no link to the
+    order's page."""
+    found: dict[str, tuple[str, str]] = {}
     order = loaded.get("order")
     for who in AUDIENCE[kind]:
         if who == "owner" and order and order.owner.email:
-            found.setdefault(order.owner.email, order.owner.language)
+            found.setdefault(order.owner.email, (order.owner.language, who))
         elif who == "recipient" and order and order.recipient_email:
             language = order.config.get("language", settings.LANGUAGE_CODE)
-            found.setdefault(order.recipient_email, language)
+            found.setdefault(order.recipient_email, (language, who))
         elif who == "operators":
             for address in operator_emails():
-                found.setdefault(address, settings.LANGUAGE_CODE)
-    return sorted(found.items())
+                found.setdefault(address, (settings.LANGUAGE_CODE, who))
+    return [(address, *found[address]) for address in sorted(found)]
 
 
 def send_notification(kind: str, context: dict) -> int:
     """Render and send one notification; returns how many e-mails were sent."""
     loaded = _context(context)
     sent = 0
-    for address, language in recipients(kind, loaded):
+    for address, language, reader in recipients(kind, loaded):
         known = dict(settings.LANGUAGES)
+        context = {**loaded, "reader": reader}
         with translation.override(language if language in known else "en"):
-            subject = render_to_string(f"notifications/{kind}.subject.txt", loaded)
-            body = render_to_string(f"notifications/{kind}.body.txt", loaded)
+            subject = render_to_string(f"notifications/{kind}.subject.txt", context)
+            body = render_to_string(f"notifications/{kind}.body.txt", context)
         sent += send_mail(
             " ".join(subject.split()),
             body.strip() + "\n",

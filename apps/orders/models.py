@@ -18,7 +18,7 @@ from PIL import Image
 from apps.accounts.models import Role
 from apps.common.models import UUIDModel
 from apps.orders import contents, recipes
-from apps.orders.cards import CARD_SIZES
+from apps.orders.cards import CARD_SIZES, smallest_card_gb
 from apps.orders.contents import validate_contents
 from apps.orders.hotspot import (
     DEFAULT_DOMAIN,
@@ -115,9 +115,13 @@ class Configuration(UUIDModel):
         max_length=80,
         validators=[
             MinLengthValidator(3),
+            # Parentheses for copies: "School kit (copy)".
             RegexValidator(
-                r"^[\w][\w .-]*$",
-                _("Use letters, digits, spaces, dots, dashes and underscores."),
+                r"^[\w][\w .()-]*$",
+                _(
+                    "Use letters, digits, spaces, dots, dashes, underscores and "
+                    "parentheses."
+                ),
             ),
         ],
     )
@@ -206,6 +210,12 @@ class Configuration(UUIDModel):
     @property
     def total_size(self) -> int:
         return contents.total_size(self.contents)
+
+    @property
+    def min_card_size_gb(self) -> int | None:
+        """The smallest card the stored minimum image size fits on (None: not
+        rendered yet, or no card is big enough)."""
+        return smallest_card_gb(self.image_bytes) if self.image_bytes else None
 
     def branding_images(self) -> dict[str, bytes | None]:
         """The logo's and the favicon's bytes, uploaded or stored."""

@@ -152,6 +152,15 @@ def stop_work(order: Order) -> None:
     )
 
 
+def progress(tasks) -> float:
+    """An order's overall percentage from its tasks: building, then each copy
+    written, equally weighted."""
+    tasks = list(tasks)
+    if not tasks:
+        return 0.0
+    return round(sum(task.percent for task in tasks) / len(tasks), 1)
+
+
 # --- Building ----------------------------------------------------------------------
 
 

@@ -15,9 +15,16 @@ from offspot_config.packages import ZimPackage
 
 from apps.catalog.languages import TO_ISO639_3, iso639_3
 from apps.catalog.models import CatalogSource, Entry, normalize
-from apps.catalog.packages import offspot_packages, zim_package
+from apps.catalog.packages import (
+    content_entry,
+    offspot_packages,
+    package_entry,
+    zim_package,
+)
 from apps.catalog.services import entry_fields
 from apps.catalog.testing import parsed_entry
+from apps.orders import recipes
+from apps.orders.contents import validate_contents
 
 ISO_CODES = Path("/usr/share/iso-codes/json/iso_639-3.json")
 
@@ -166,6 +173,44 @@ class ZimPackageTests(SimpleTestCase):
             ),
         )
         self.assertEqual(package.filename, "openZIM_wikipedia_fr_all_maxi.zim")
+
+    def test_an_entry_becomes_a_content_entry_that_configurations_accept(self):
+        entry = Entry(
+            **entry_fields(
+                parsed_entry(
+                    6,
+                    name="wikipedia_fr_all",
+                    flavour="maxi",
+                    publisher="openZIM",
+                    title="W" * 250,
+                    tags="wikipedia;_category:wikipedia;" + "x" * 150,
+                    date=date(2026, 10, 14),
+                )
+            )
+        )
+        content = content_entry(entry)
+        self.assertEqual(content["ident"], "openZIM:wikipedia_fr_all:maxi")
+        self.assertEqual(content["kind"], "zim")
+        self.assertEqual(content["version"], "2026-10-14")
+        self.assertEqual(content["url"], entry.download_url)
+        self.assertEqual(content["size"], entry.size)
+        self.assertEqual(content["checksum_url"], entry.download_url + ".sha256")
+        self.assertEqual(content["languages"], entry.language_list)
+        # The content rules' limits: a longer title is cut, a longer tag left out.
+        self.assertEqual(content["title"], "W" * 200)
+        self.assertEqual(content["tags"], ["wikipedia"])
+        package = package_entry("file-manager.offspot.kiwix.org")
+        validate_contents([content, package])
+        recipe = recipes.render(
+            {"ssid": "Kiwix", "admin_password": "hotspot-pw", "contents": [content]}
+        )
+        self.assertIn("openZIM_wikipedia_fr_all_maxi.zim", recipe.text)
+
+    def test_an_entry_without_a_name_lands_under_its_urls_file_name(self):
+        entry = Entry(**entry_fields(parsed_entry(7, name="")))
+        content = content_entry(entry)
+        self.assertNotIn("ident", content)
+        validate_contents([content])
 
     def test_offspot_configs_own_packages_are_listed_by_title(self):
         packages = offspot_packages()

@@ -8,9 +8,10 @@ from django.test import SimpleTestCase
 
 
 class FrenchTests(SimpleTestCase):
-    def test_the_home_page_speaks_french_to_a_french_browser(self):
-        response = self.client.get("/", HTTP_ACCEPT_LANGUAGE="fr")
-        self.assertContains(response, "Service de création d'images")
+    def test_the_login_page_speaks_french_to_a_french_browser(self):
+        response = self.client.get("/", HTTP_ACCEPT_LANGUAGE="fr", follow=True)
+        self.assertEqual(response.redirect_chain[-1][0], "/accounts/login/?next=/")
+        self.assertContains(response, "Mot de passe")  # Django's own translation
         self.assertContains(response, '<html lang="fr">')
 
     def test_every_message_has_a_french_translation(self):

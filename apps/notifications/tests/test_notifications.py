@@ -1,6 +1,7 @@
 """Notification e-mails: who gets which, in their language, through rq."""
 
 import django_rq
+from django.conf import settings
 from django.core import mail
 from django.db import connection
 from django.test import TestCase, override_settings
@@ -79,6 +80,30 @@ class NotificationTests(TestCase):
         self.assertIn("LP123", by_address["ada@example.org"].body)
         # The order's configuration is French: the recipient reads French.
         self.assertIn("expédiées", by_address["ada@example.org"].subject)
+
+    @override_settings(SITE_URL="https://cards.example.org")
+    def test_every_email_links_to_the_orders_page_on_the_site(self):
+        page = f"https://cards.example.org/orders/{self.order.pk}/"
+        context = self.context()
+        for language in ("en", "fr"):
+            self.world.client.language = language
+            self.world.client.save()
+            for kind in sorted(KINDS):
+                with self.subTest(kind=kind, language=language):
+                    mail.outbox.clear()
+                    send_notification(kind, context)
+                    for message in mail.outbox:
+                        if message.to == ["ada@example.org"]:
+                            # The cards' recipient may have no account.
+                            self.assertNotIn(page, message.body)
+                        else:
+                            self.assertIn(page, message.body)
+
+    def test_the_owner_opens_the_linked_page(self):
+        send_notification("order_placed", self.context())
+        path = mail.outbox[0].body.split(settings.SITE_URL)[-1].split()[0]
+        self.client.force_login(self.world.client)
+        self.assertContains(self.client.get(path), 'data-testid="order-progress"')
 
     def test_an_unknown_kind_is_a_programming_error(self):
         with self.assertRaises(ValueError):

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from apps.accounts.models import Role
 from apps.orders import contents
-from apps.orders.cards import CARD_SIZES, smallest_card_gb
+from apps.orders.cards import CARD_SIZES
 from apps.orders.links import download_link_or_none
 from apps.orders.models import (
     Configuration,
@@ -12,6 +12,8 @@ from apps.orders.models import (
     OrderKind,
     language_choices,
 )
+from apps.orders.pipeline import progress
+from apps.orders.services import validate_configuration
 
 
 class ContentEntrySerializer(serializers.Serializer):
@@ -134,7 +136,7 @@ class ConfigurationSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "updated_at"]
 
     def get_min_card_size_gb(self, obj) -> int | None:
-        return smallest_card_gb(obj.image_bytes) if obj.image_bytes else None
+        return obj.min_card_size_gb
 
     def get_has_wifi_password(self, obj) -> bool:
         return bool(obj.wifi_password)
@@ -147,19 +149,13 @@ class ConfigurationSerializer(serializers.ModelSerializer):
         instance.owner = self.instance.owner if self.instance else owner
         # An edit is not a new row: unique checks must not meet the row itself.
         instance._state.adding = self.instance is None
-        instance.full_clean(exclude=["owner", "branding_logo", "branding_favicon"])
-        # Excluding the owner skips the (owner, name) constraint: check it here, or
-        # a second configuration of the same name is an IntegrityError (500).
-        same_name = Configuration.objects.filter(
-            owner=instance.owner, name=instance.name
-        ).exclude(pk=instance.pk)
-        if same_name.exists():
-            raise serializers.ValidationError(
-                {"name": _("You already have a configuration with this name.")}
-            )
-        # What offspot-config refuses is refused now, not when an order is placed;
-        # and lists show the minimum image size without rendering each row.
-        attrs["image_bytes"] = instance.render().min_size
+        # The same rules as the client pages: the model's, a name the owner has
+        # not used yet, and what offspot-config refuses is refused now, not when
+        # an order is placed; lists show the minimum image size without
+        # rendering each row.
+        attrs["image_bytes"] = validate_configuration(
+            instance, exclude=["branding_logo", "branding_favicon"]
+        )
         return attrs
 
     def _current(self) -> dict:
@@ -313,10 +309,7 @@ class OrderDetailSerializer(OrderSerializer):
 
     def get_progress(self, obj) -> float:
         """Overall percentage: building, then each copy written, equally weighted."""
-        tasks = list(obj.tasks.all())
-        if not tasks:
-            return 0.0
-        return round(sum(t.percent for t in tasks) / len(tasks), 1)
+        return progress(obj.tasks.all())
 
 
 class CancelSerializer(serializers.Serializer):

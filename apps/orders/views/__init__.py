@@ -1,0 +1,1 @@
+"""The client pages: configurations (with the content picker) and orders."""
