@@ -140,6 +140,7 @@ INSTALLED_APPS = [
     "apps.scheduler",
     "apps.notifications",
     "apps.catalog",
+    "apps.operators",
 ]
 if USING_MONGODB:
     INSTALLED_APPS.insert(0, "django_mongodb_backend")
