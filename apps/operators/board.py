@@ -112,6 +112,7 @@ class HostView:
 def orders_by_id(ids) -> dict:
     rows = (
         Order.objects.filter(pk__in=set(ids))
+        .order_by()
         .annotate(name=KT("config__name"))
         .values_list("pk", "name", "card_size_gb", "quantity")
     )
@@ -139,7 +140,9 @@ def build_board(now: datetime | None = None) -> list[HostView]:
         task["id"]: task
         for task in Task.objects.filter(
             pk__in=[slot.task_id for slot in slots if slot.task_id]
-        ).values(*TASK_FIELDS)
+        )
+        .order_by()
+        .values(*TASK_FIELDS)
     }
     waiting = list(
         Task.objects.filter(
@@ -153,7 +156,9 @@ def build_board(now: datetime | None = None) -> list[HostView]:
         task["host"]: task
         for task in Task.objects.filter(
             kind=TaskKind.DOWNLOAD, status__in=TaskStatus.HELD, host__in=hosts
-        ).values(*TASK_FIELDS)
+        )
+        .order_by()
+        .values(*TASK_FIELDS)
     }
     last_written = last_cards(slots)
     orders = orders_by_id(
@@ -225,7 +230,8 @@ def last_cards(slots: list[Slot]) -> dict:
         status=TaskStatus.SUCCEEDED,
         slot_id__in={slot_id for slot_id, _at in wanted},
         finished_at__in={at for _slot, at in wanted},
-    ).values(*TASK_FIELDS)
+    )
+    found = found.order_by().values(*TASK_FIELDS)
     return {
         task["slot_id"]: task
         for task in found

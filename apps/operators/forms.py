@@ -117,11 +117,15 @@ class OrderFilterForm(forms.Form):
         pk = as_uuid(text)
         if pk is not None:
             return Q(pk=pk)
-        clients = User.objects.filter(
-            Q(username__icontains=text)
-            | Q(full_name__icontains=text)
-            | Q(email__icontains=text)
-        ).values_list("pk", flat=True)
+        clients = (
+            User.objects.filter(
+                Q(username__icontains=text)
+                | Q(full_name__icontains=text)
+                | Q(email__icontains=text)
+            )
+            .order_by()
+            .values_list("pk", flat=True)
+        )
         return (
             Q(owner_id__in=list(clients))
             | Q(recipient_name__icontains=text)

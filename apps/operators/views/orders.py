@@ -136,7 +136,8 @@ def detail_context(order: Order, **forms) -> dict:
         "can_anonymize": order.status in OrderStatus.TERMINAL and not anonymized,
         "ship_form": forms.get("ship_form") or ShipForm(),
         "cancel_form": forms.get("cancel_form") or CancelForm(),
-        "anonymize_errors": forms.get("anonymize_errors", []),
+        # Refusals of the whole action (the order may not, or changed meanwhile).
+        "errors": forms.get("errors", []),
         "section": "orders",
     }
 
@@ -158,12 +159,18 @@ def refused(request, order, status=400, **forms):
     return response
 
 
-def add_errors(form, error: ValidationError) -> None:
-    """The pipeline's refusals (``status``: the order changed, or may not) above
-    the form; anything else on its field."""
+def split_errors(form, error: ValidationError) -> list[str]:
+    """A refusal of the pipeline: what names a field of ``form`` goes on it; the
+    rest (``status``: the order may not, or changed meanwhile) is returned, for
+    the top of the page (the form may not even be shown any more)."""
+    general = []
     for field, messages_ in error.message_dict.items():
         for message in messages_:
-            form.add_error(field if field in form.fields else None, message)
+            if field in form.fields:
+                form.add_error(field, message)
+            else:
+                general.append(message)
+    return general
 
 
 @require_POST
@@ -171,15 +178,16 @@ def add_errors(form, error: ValidationError) -> None:
 def ship(request, pk):
     order = the_order(pk)
     form = ShipForm(request.POST)
+    errors = []
     if form.is_valid():
         try:
             pipeline.ship_order(order=order, actor=request.user, **form.cleaned_data)
         except ValidationError as error:
-            add_errors(form, error)
+            errors = split_errors(form, error)
         else:
             messages.success(request, _("The order is marked shipped."))
             return redirect("ops:order", pk=order.pk)
-    return refused(request, order, ship_form=form)
+    return refused(request, order, ship_form=form, errors=errors)
 
 
 @require_POST
@@ -187,17 +195,18 @@ def ship(request, pk):
 def cancel(request, pk):
     order = the_order(pk)
     form = CancelForm(request.POST)
+    errors = []
     if form.is_valid():
         try:
             pipeline.cancel_order(
                 order=order, actor=request.user, reason=form.cleaned_data["reason"]
             )
         except ValidationError as error:
-            add_errors(form, error)
+            errors = split_errors(form, error)
         else:
             messages.success(request, _("The order is canceled."))
             return redirect("ops:order", pk=order.pk)
-    return refused(request, order, cancel_form=form)
+    return refused(request, order, cancel_form=form, errors=errors)
 
 
 @require_POST
@@ -207,6 +216,6 @@ def anonymize(request, pk):
     try:
         pipeline.anonymize_order(order=order, actor=request.user)
     except ValidationError as error:
-        return refused(request, order, anonymize_errors=error.messages)
+        return refused(request, order, errors=error.messages)
     messages.success(request, _("The order's personal data is erased."))
     return redirect("ops:order", pk=order.pk)
