@@ -2,6 +2,8 @@
 silent, what each worker holds, how much room each warehouse has, and how the
 catalog's last refreshes went."""
 
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -16,8 +18,11 @@ from apps.scheduler.models import Task, TaskStatus, Warehouse, Worker
 @staff_required
 def machines(request):
     now = timezone.now()
+    accounts = get_user_model().objects.only("id", "username")
     workers = list(
-        Worker.objects.order_by("kind", "host").prefetch_related("account", "slots")
+        Worker.objects.order_by("kind", "host").prefetch_related(
+            Prefetch("account", queryset=accounts), "slots"
+        )
     )
     online = set(
         Worker.objects.filter(pk__in=[w.pk for w in workers])
