@@ -20,6 +20,7 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from apps.orders.cards import smallest_card_gb
 from apps.orders.models import Order
 from apps.scheduler.models import (
     Slot,
@@ -90,19 +91,29 @@ class SlotView:
 
 
 @dataclass
+class WaitingCards:
+    """Copies waiting on a host for cards of one size, and the order of the
+    oldest of them (the next to be written)."""
+
+    size_gb: int
+    copies: int
+    next_order: OrderBrief | None
+
+
+@dataclass
 class HostView:
     name: str
     worker: Worker
     online: bool
     slots: list[SlotView] = field(default_factory=list)
-    #: Copies waiting for a card on this host: (order, copies), oldest first.
-    waiting: list[tuple[OrderBrief, int]] = field(default_factory=list)
+    #: Copies waiting for a card on this host, by card size, oldest first.
+    waiting: list["WaitingCards"] = field(default_factory=list)
     download: dict | None = None
     download_order: OrderBrief | None = None
 
     @property
     def waiting_copies(self) -> int:
-        return sum(count for _order, count in self.waiting)
+        return sum(cards.copies for cards in self.waiting)
 
     @property
     def pk(self):
@@ -144,14 +155,7 @@ def build_board(now: datetime | None = None) -> list[HostView]:
         .order_by()
         .values(*TASK_FIELDS)
     }
-    waiting = list(
-        Task.objects.filter(
-            kind=TaskKind.WRITE, status=TaskStatus.PENDING, host__in=hosts
-        )
-        .values("host", "order_id")
-        .annotate(copies=Count("id"), since=Min("created_at"))
-        .order_by("since")
-    )
+    waiting = waiting_groups(hosts)
     downloads = {
         task["host"]: task
         for task in Task.objects.filter(
@@ -169,10 +173,12 @@ def build_board(now: datetime | None = None) -> list[HostView]:
     )
 
     waiting_by_host = defaultdict(list)
-    for row in waiting:
-        order = orders.get(row["order_id"])
-        if order is not None:
-            waiting_by_host[row["host"]].append((order, row["copies"]))
+    for group in waiting:
+        order = orders.get(group["order_id"])
+        size = order.card_size_gb if order else smallest_card_gb(group["needed_bytes"])
+        waiting_by_host[group["host"]].append(
+            WaitingCards(size_gb=size, copies=group["copies"], next_order=order)
+        )
 
     board = []
     for writer in writers:
@@ -187,9 +193,7 @@ def build_board(now: datetime | None = None) -> list[HostView]:
             host.download_order = orders.get(host.download["order_id"])
         # One card size per copy waiting, oldest first: the empty slots take
         # them in their order.
-        sizes = [
-            order.card_size_gb for order, copies in host.waiting for _ in range(copies)
-        ]
+        sizes = [cards.size_gb for cards in host.waiting for _ in range(cards.copies)]
         for slot in writer.slots.all():
             view = slot_view(slot, host.online, current.get(slot.task_id), orders)
             if view.state == SlotState.EMPTY:
@@ -206,6 +210,31 @@ def build_board(now: datetime | None = None) -> list[HostView]:
             host.slots.append(view)
         board.append(host)
     return board
+
+
+def waiting_groups(hosts: list[str]) -> list[dict]:
+    """Copies waiting for a card on ``hosts``, grouped by host and card size
+    (``needed_bytes``: the usable bytes of the order's card size), with the
+    order of the oldest copy of each group; oldest groups first.
+
+    Two queries, and rows by host and card size (seven sizes at most), however
+    long the backlog: the card size shown is the order's ``card_size_gb``."""
+    pending = Task.objects.filter(
+        kind=TaskKind.WRITE, status=TaskStatus.PENDING, host__in=hosts
+    ).order_by()
+    groups = list(
+        pending.values("host", "needed_bytes")
+        .annotate(copies=Count("id"), since=Min("created_at"))
+        .order_by("since")
+    )
+    oldest = pending.filter(
+        created_at__in={group["since"] for group in groups}
+    ).values_list("host", "needed_bytes", "created_at", "order_id")
+    first = {(host, size, at): order for host, size, at, order in oldest}
+    for group in groups:
+        key = (group["host"], group["needed_bytes"], group["since"])
+        group["order_id"] = first.get(key)
+    return groups
 
 
 def last_cards(slots: list[Slot]) -> dict:

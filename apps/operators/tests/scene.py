@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.accounts.testing import make_user
+from apps.orders.cards import usable_bytes
 from apps.orders.models import Configuration, Order, OrderStatus
 from apps.scheduler.models import Slot, Task, TaskKind, TaskStatus
 from apps.scheduler.testing import ZIM, World
@@ -44,6 +45,8 @@ class Workshop(World):
 
     def writes(self, order, copies=1, host="host-1", **fields) -> list[Task]:
         fields.setdefault("status", TaskStatus.PENDING)
+        # What pipeline.create_write_tasks asks of a card: the size ordered.
+        fields.setdefault("needed_bytes", usable_bytes(order.card_size_gb))
         return Task.objects.bulk_create(
             [
                 Task(

@@ -152,6 +152,7 @@ class SlotInstructionTests(BoardTestCase):
         self.assertEqual(host.download["percent"], 61)
         response = self.client.get(BOARD)
         self.assertContains(response, "3 copies wait for a card")
+        self.assertContains(response, "3 \N{MULTIPLICATION SIGN} 8 GB (next:")
         self.assertContains(response, "Downloading the image of “School kit”: 61%")
 
     def test_copies_bound_to_another_host_are_not_asked_for_here(self):

@@ -20,6 +20,14 @@ from apps.scheduler.services.diagnose import diagnose
 PAGE_SIZE = 50
 #: Task events shown on an order's page, newest first.
 TASK_EVENTS_SHOWN = 50
+#: A status's colour (Bootstrap's names); active ones are "primary".
+STATUS_TONES = {
+    OrderStatus.PENDING_SHIPMENT: "warning",
+    OrderStatus.SHIPPED: "success",
+    OrderStatus.FAILED: "danger",
+    OrderStatus.CANCELED: "secondary",
+    OrderStatus.EXPIRED: "secondary",
+}
 KIND_ORDER = {TaskKind.CREATE: 0, TaskKind.DOWNLOAD: 1, TaskKind.WRITE: 2}
 #: The order's columns a list row shows: not the configuration snapshot (up to
 #: 500 content entries) nor the recipe (hundreds of kilobytes with branding).
@@ -57,6 +65,7 @@ def order_list(request):
     }
     for order in rows:
         order.owner_shown = owners.get(order.owner_id)
+        order.tone = STATUS_TONES.get(order.status, "primary")
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -122,6 +131,7 @@ def detail_context(order: Order, **forms) -> dict:
     )
     writes = [task for task in tasks if task.kind == TaskKind.WRITE]
     anonymized = pipeline.is_anonymized(order)
+    order.tone = STATUS_TONES.get(order.status, "primary")
     return {
         "order": order,
         "shown_config": order.shown_config(),
