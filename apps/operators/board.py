@@ -13,10 +13,12 @@ MongoDB a join reads the whole collection, DESIGN 3).
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cached_property
 
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Min
 from django.db.models.fields.json import KT
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -42,6 +44,8 @@ TONES = {
     SlotState.FAILED: "danger",
     SlotState.OFFLINE: "dark",
 }
+#: How far back a slot's last written card is named.
+LAST_CARD_HOURS = 24
 #: The task's columns the board shows.
 TASK_FIELDS = (
     "id",
@@ -71,6 +75,10 @@ class OrderBrief:
     def short(self) -> str:
         return str(self.pk)[:8]
 
+    @cached_property
+    def url(self) -> str:
+        return reverse("ops:order", args=[self.pk])
+
 
 @dataclass
 class SlotView:
@@ -88,6 +96,10 @@ class SlotView:
     @property
     def state_label(self) -> str:
         return SlotState(self.state).label
+
+    @property
+    def percent_shown(self) -> int:
+        return round(self.percent or 0)
 
 
 @dataclass
@@ -164,7 +176,7 @@ def build_board(now: datetime | None = None) -> list[HostView]:
         .order_by()
         .values(*TASK_FIELDS)
     }
-    last_written = last_cards(slots)
+    last_written = last_cards(slots, now)
     orders = orders_by_id(
         [task["order_id"] for task in current.values()]
         + [row["order_id"] for row in waiting]
@@ -237,35 +249,28 @@ def waiting_groups(hosts: list[str]) -> list[dict]:
     return groups
 
 
-def last_cards(slots: list[Slot]) -> dict:
-    """The last card written in each slot: slot id -> task values.
+def last_cards(slots: list[Slot], now: datetime) -> dict:
+    """The last card written in each slot within ``LAST_CARD_HOURS``: slot id ->
+    task values (a written copy keeps its slot).
 
-    Two queries whatever the history: the latest finish per slot, then those
-    tasks (a task's slot is kept once its card is written)."""
-    latest = (
+    One query, whose rows are the cards these slots wrote in that window: what
+    the bench needs to label, not the whole history."""
+    written = (
         Task.objects.filter(
+            slot_id__in=[slot.pk for slot in slots],
             kind=TaskKind.WRITE,
             status=TaskStatus.SUCCEEDED,
-            slot_id__in=[slot.pk for slot in slots],
+            finished_at__gte=now - timedelta(hours=LAST_CARD_HOURS),
         )
-        .values("slot_id")
-        .annotate(at=Max("finished_at"))
+        .order_by()
+        .values(*TASK_FIELDS)
     )
-    wanted = {(row["slot_id"], row["at"]) for row in latest if row["at"]}
-    if not wanted:
-        return {}
-    found = Task.objects.filter(
-        kind=TaskKind.WRITE,
-        status=TaskStatus.SUCCEEDED,
-        slot_id__in={slot_id for slot_id, _at in wanted},
-        finished_at__in={at for _slot, at in wanted},
-    )
-    found = found.order_by().values(*TASK_FIELDS)
-    return {
-        task["slot_id"]: task
-        for task in found
-        if (task["slot_id"], task["finished_at"]) in wanted
-    }
+    last: dict = {}
+    for task in written:
+        known = last.get(task["slot_id"])
+        if known is None or task["finished_at"] > known["finished_at"]:
+            last[task["slot_id"]] = task
+    return last
 
 
 def copy_label(task: dict, order: OrderBrief | None) -> str:

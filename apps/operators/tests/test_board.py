@@ -136,6 +136,16 @@ class SlotInstructionTests(BoardTestCase):
         self.assertIn("Last card written here: copy 2 of 2", last)
         self.assertEqual(self.slots()["slot-2"].last_card, "")
 
+    def test_a_card_written_days_ago_is_not_named(self):
+        order = self.shop.orders(1, OrderStatus.SHIPPED)[0]
+        (old,) = self.shop.writes(order)
+        Task.objects.filter(pk=old.pk).update(
+            status=TaskStatus.SUCCEEDED,
+            slot=self.shop.slot("slot-1"),
+            finished_at=timezone.now() - timedelta(days=2),
+        )
+        self.assertEqual(self.slots()["slot-1"].last_card, "")
+
     def test_the_host_says_how_many_copies_wait_and_what_it_downloads(self):
         order = self.shop.orders(1, OrderStatus.BUILT, quantity=3)[0]
         self.shop.writes(order, copies=3)
