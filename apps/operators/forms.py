@@ -35,6 +35,19 @@ def as_uuid(text: str) -> UUID | None:
         return None
 
 
+def bootstrap(form: forms.Form) -> None:
+    """Bootstrap's classes on a filter bar's widgets: the bar is drawn by hand
+    (the list is a hot page; crispy's templates would cost a third of it)."""
+    for field in form.fields.values():
+        widget = field.widget
+        if isinstance(widget, forms.Select):
+            widget.attrs["class"] = "form-select form-select-sm"
+        else:
+            widget.attrs["class"] = "form-control form-control-sm"
+        if field.help_text:
+            widget.attrs["placeholder"] = field.help_text
+
+
 class OrderFilterForm(forms.Form):
     q = forms.CharField(
         label=_("Search"),
@@ -74,6 +87,10 @@ class OrderFilterForm(forms.Form):
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        bootstrap(self)
 
     def clean(self):
         data = super().clean()
@@ -159,6 +176,10 @@ class UserFilterForm(forms.Form):
         required=False,
         choices=[("", _("active or not")), ("yes", _("active")), ("no", _("disabled"))],
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        bootstrap(self)
 
     def filter(self, users):
         if not self.is_valid():

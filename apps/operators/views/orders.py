@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models.fields.json import KT
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -64,8 +65,11 @@ def order_list(request):
         .only("id", "username", "full_name")
     }
     for order in rows:
+        # Set here once, not by template tags 50 times: the list is a hot page.
         order.owner_shown = owners.get(order.owner_id)
         order.tone = STATUS_TONES.get(order.status, "primary")
+        order.url = reverse("ops:order", args=[order.pk])
+        order.short = order.pk.hex[:8]
     query = request.GET.copy()
     query.pop("page", None)
     return render(
