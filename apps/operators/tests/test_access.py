@@ -131,6 +131,13 @@ class OperatorTests(AccessTestCase):
         self.client.force_login(self.shop.client)
         self.assertNotContains(self.client.get("/"), 'data-testid="nav-board"')
 
+    def test_django_admin_and_the_jobs_dashboard_stay_open_to_operators_only(self):
+        for page in (reverse("admin:index"), reverse("django_rq:home")):
+            self.client.force_login(self.shop.manager)
+            self.assertEqual(self.client.get(page).status_code, 200, page)
+            self.client.force_login(self.shop.client)
+            self.assertEqual(self.client.get(page).status_code, 302, page)
+
     def test_ops_alone_leads_to_the_board(self):
         self.client.force_login(self.shop.manager)
         self.assertRedirects(self.client.get("/ops/"), reverse("ops:board"))
