@@ -7,6 +7,8 @@ pages register as ``password_reset_confirm`` (Django's name for it). The link is
 built on ``SITE_URL``, never on the Host header a request came with.
 """
 
+import smtplib
+
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import send_mail
@@ -24,6 +26,10 @@ CONFIRM_PAGE = "password_reset_confirm"
 
 class NoPasswordPage(Exception):
     """The site has no page to choose a password at."""
+
+
+class MailNotSent(Exception):
+    """The mail server refused or could not be reached."""
 
 
 def password_link(user) -> str:
@@ -49,4 +55,7 @@ def send_password_link(user, *, new: bool) -> None:
     with translation.override(user.language):
         subject = render_to_string("ops/users/password_email.subject.txt", context)
         body = render_to_string("ops/users/password_email.body.txt", context)
-    send_mail(" ".join(subject.split()), body, None, [user.email])
+    try:
+        send_mail(" ".join(subject.split()), body, None, [user.email])
+    except (OSError, smtplib.SMTPException) as error:
+        raise MailNotSent(str(error) or type(error).__name__) from error

@@ -3,9 +3,11 @@ password set or a link sent by e-mail (Django's reset token), which roles each
 operator may give, disabling and enabling, and the password e-mail."""
 
 import re
+import smtplib
 
 from django.contrib.auth.tokens import default_token_generator
 from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.test import override_settings
 from django.urls import reverse
 from django.utils.encoding import force_str
@@ -14,6 +16,12 @@ from django.utils.http import urlsafe_base64_decode
 from apps.accounts.models import Role, User
 from apps.accounts.testing import PASSWORD, make_user
 from apps.operators.tests.scene import PageTestCase
+
+
+class RefusingMailServer(BaseEmailBackend):
+    def send_messages(self, email_messages):
+        raise smtplib.SMTPException("554 refused")
+
 
 LIST = reverse("ops:users")
 NEW = reverse("ops:user-new")
@@ -205,6 +213,16 @@ class AccountActionTests(PageTestCase):
         self.assertEqual(message.to, ["client@example.org"])
         self.assertIn("asked for a new password", message.body)
         self.assertEqual(User.objects.get(pk=self.customer.pk).password, before)
+
+    @override_settings(
+        EMAIL_BACKEND="apps.operators.tests.test_users.RefusingMailServer"
+    )
+    def test_a_mail_server_that_refuses_is_said_and_the_account_is_kept(self):
+        response = self.post("ops:user-password", self.customer)
+        self.assertContains(response, "could not be sent (554 refused)")
+        response = self.client.post(NEW, new_client(), follow=True)
+        self.assertContains(response, "could not be sent")
+        self.assertTrue(User.objects.filter(username="school-42").exists())
 
     def test_machine_accounts_and_accounts_without_e_mail_get_no_link(self):
         self.client.force_login(self.shop.admin)

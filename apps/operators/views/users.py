@@ -14,7 +14,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.accounts.models import Role
 from apps.operators.access import staff_required
-from apps.operators.accounts import NoPasswordPage, may_receive_link, send_password_link
+from apps.operators.accounts import (
+    MailNotSent,
+    NoPasswordPage,
+    may_receive_link,
+    send_password_link,
+)
 from apps.operators.forms import AccountForm, UserFilterForm
 
 User = get_user_model()
@@ -84,6 +89,16 @@ def user_create(request):
                         "site has no page to choose a password yet."
                     )
                     % {"name": account.username},
+                )
+                return redirect("ops:users")
+            except MailNotSent as error:
+                messages.error(
+                    request,
+                    _(
+                        "The account %(name)s is made, but the e-mail could not be "
+                        "sent (%(why)s): send a password link from the list later."
+                    )
+                    % {"name": account.username, "why": error},
                 )
                 return redirect("ops:users")
             messages.success(
@@ -156,6 +171,12 @@ def user_password(request, pk):
         send_password_link(account, new=False)
     except NoPasswordPage:
         messages.error(request, _("This site has no page to choose a password yet."))
+    except MailNotSent as error:
+        messages.error(
+            request,
+            _("The e-mail could not be sent (%(why)s); try again later.")
+            % {"why": error},
+        )
     else:
         messages.success(
             request,
