@@ -8,13 +8,13 @@ import smtplib
 from django.contrib.auth.tokens import default_token_generator
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils.encoding import force_str
 from django.utils.http import urlsafe_base64_decode
 
 from apps.accounts.models import Role, User
-from apps.accounts.testing import PASSWORD, make_user
+from apps.accounts.testing import bearer, make_user
 from apps.operators.tests.scene import PageTestCase
 
 
@@ -179,18 +179,16 @@ class AccountActionTests(PageTestCase):
     def post(self, name, account, **data):
         return self.client.post(reverse(name, args=[account.pk]), data, follow=True)
 
-    def test_disabling_a_client_refuses_their_logins_and_enabling_restores_them(self):
+    def test_disabling_a_client_refuses_their_tokens_and_enabling_restores_them(self):
+        token = bearer(self.customer)
+        me = "/api/v1/users/me/"
         self.post("ops:user-active", self.customer, active="no")
         self.assertFalse(User.objects.get(pk=self.customer.pk).is_active)
-        login = {"username": "client", "password": PASSWORD}
-        refused = self.client.post("/api/v1/auth/token/", login)
-        self.assertEqual(refused.status_code, 401)
+        self.assertEqual(Client().get(me, **token).status_code, 401)
         response = self.post("ops:user-active", self.customer, active="yes")
         self.assertTrue(User.objects.get(pk=self.customer.pk).is_active)
         self.assertContains(response, "is enabled")
-        self.assertEqual(
-            self.client.post("/api/v1/auth/token/", login).status_code, 200
-        )
+        self.assertEqual(Client().get(me, **token).status_code, 200)
 
     def test_a_manager_may_not_disable_staff_or_worker_accounts(self):
         for account in (self.shop.admin, self.shop.host_account, self.shop.manager):
