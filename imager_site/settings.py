@@ -129,6 +129,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "crispy_forms",
     "crispy_bootstrap5",
     _mongo + "MongoDjangoRQConfig" if USING_MONGODB else "django_rq",
@@ -139,6 +140,7 @@ INSTALLED_APPS = [
     "apps.scheduler",
     "apps.notifications",
     "apps.catalog",
+    "apps.operators",
 ]
 if USING_MONGODB:
     INSTALLED_APPS.insert(0, "django_mongodb_backend")
@@ -258,7 +260,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-STAFF_HOME_URL = "admin:index"
+STAFF_HOME_URL = "ops:board"
 # django-axes first: it refuses the passwords of a locked-out client before
 # Django checks them (admin login, API token requests alike).
 AUTHENTICATION_BACKENDS = [
@@ -358,6 +360,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: the pages
+    # load nothing from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"

@@ -1,11 +1,12 @@
-"""The order pipeline: place → build → download → write → ship, or cancel and fail.
+"""The order pipeline: place → build → download → write → ship, or cancel and fail;
+once finished, anonymize.
 
 Every order rule that spans orders and tasks lives here, and only here: placing an
-order and its create task, what each finished task moves on, cancelling, shipping
-and failing. Status changes are ``Order.move_to`` (a conditional update, DESIGN 3);
-each step first makes its own change, then creates what follows. If a process dies
-in between, the sweeper's ``repair`` finds the order half-way and calls the same
-step again.
+order and its create task, what each finished task moves on, cancelling, shipping,
+failing and erasing a finished order's personal data. Status changes are
+``Order.move_to`` (a conditional update, DESIGN 3); each step first makes its own
+change, then creates what follows. If a process dies in between, the sweeper's
+``repair`` finds the order half-way and calls the same step again.
 
 The scheduler's services (claims, leases, images, sweeper) call in here; nothing
 here calls them.
@@ -18,7 +19,13 @@ from django.utils.translation import gettext as _
 
 from apps.notifications.services import notify
 from apps.orders import cards, links, recipes
-from apps.orders.models import Configuration, Order, OrderKind, OrderStatus
+from apps.orders.models import (
+    SECRET_CONFIG_KEYS,
+    Configuration,
+    Order,
+    OrderKind,
+    OrderStatus,
+)
 from apps.scheduler.models import (
     Image,
     ImageState,
@@ -127,6 +134,70 @@ def ship_order(*, order: Order, actor, carrier: str = "", tracking: str = "") ->
     if not moved:
         raise ValidationError({"status": CHANGED_MEANWHILE})
     notify("order_shipped", order_id=order.pk)
+    return order
+
+
+#: What anonymizing erases: who the cards went to and where (a tracking number
+#: leads to the address at the carrier).
+PERSONAL_FIELDS = (
+    "recipient_name",
+    "recipient_email",
+    "recipient_phone",
+    "shipping_address",
+    "shipment_tracking",
+)
+
+
+def is_anonymized(order: Order) -> bool:
+    # Every order is placed with a recipient e-mail: only anonymizing empties it.
+    return not order.recipient_email
+
+
+def anonymize_order(*, order: Order, actor) -> Order:
+    """Erase a finished order's personal data and keep its history.
+
+    The recipient, the address and the tracking number are emptied, and so are
+    the hotspot's passwords: in the configuration snapshot and in the frozen
+    recipe (the YAML holds them; the order will never be built again). Events,
+    tasks and the rest of the snapshot stay. The update is conditional on a
+    finished status, so an order cannot come back to life half erased.
+    """
+    if order.status not in OrderStatus.TERMINAL:
+        raise ValidationError(
+            {
+                "status": _(
+                    "Only finished orders (shipped, canceled, failed or expired) "
+                    "can be anonymized; this one is %(status)s."
+                )
+                % {"status": order.get_status_display()}
+            }
+        )
+    if is_anonymized(order):
+        raise ValidationError({"status": _("This order is anonymized already.")})
+    config = {
+        **order.config,
+        **{key: "" for key in SECRET_CONFIG_KEYS if key in order.config},
+    }
+    changes = {
+        **dict.fromkeys(PERSONAL_FIELDS, ""),
+        "config": config,
+        "recipe": "",
+        "updated_at": timezone.now(),
+    }
+    erased = Order.objects.filter(
+        pk=order.pk,
+        status__in=OrderStatus.TERMINAL,
+        recipient_email=order.recipient_email,
+    ).update(**changes)
+    if not erased:
+        raise ValidationError({"status": CHANGED_MEANWHILE})
+    for key, value in changes.items():
+        setattr(order, key, value)
+    order.events.create(
+        status=order.status,
+        actor=actor,
+        message=_("Personal data erased (anonymized) by %(user)s.") % {"user": actor},
+    )
     return order
 
 

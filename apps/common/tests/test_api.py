@@ -1,5 +1,8 @@
 """Health, schema and documentation endpoints."""
 
+import re
+
+from django.contrib.staticfiles import finders
 from django.test import TestCase, override_settings
 from django.urls import reverse
 
@@ -42,6 +45,41 @@ class SchemaTests(TestCase):
         response = self.client.get(reverse("v1:api-root"), HTTP_ACCEPT="text/html")
         self.assertEqual(response.status_code, 200)
         self.assertContains(response, "/api/v1/users/")
+
+
+class LocalDocumentationTests(TestCase):
+    """Swagger UI and ReDoc come from drf-spectacular-sidecar's static files: an
+    operator's browser loads nothing from a CDN or a font service."""
+
+    def assert_only_local_files(self, name):
+        response = self.client.get(reverse(name))
+        self.assertEqual(response.status_code, 200)
+        html = response.content.decode()
+        loaded = re.findall(r'(?:src|href)="([^"]+)"', html)
+        self.assertTrue(loaded)
+        for address in loaded:
+            self.assertTrue(
+                address.startswith("/static/drf_spectacular_sidecar/"), address
+            )
+        self.assertNotRegex(html, r"https?://")
+        return html
+
+    def test_swagger_ui_loads_its_files_from_this_site_only(self):
+        html = self.assert_only_local_files("docs")
+        self.assertIn("swagger-ui-bundle.js", html)
+
+    def test_redoc_loads_its_files_from_this_site_only(self):
+        html = self.assert_only_local_files("redoc")
+        self.assertIn("redoc.standalone.js", html)
+        self.assertIn(reverse("schema"), html)
+
+    def test_the_sidecar_files_the_pages_name_exist(self):
+        for name in (
+            "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+            "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css",
+            "drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js",
+        ):
+            self.assertIsNotNone(finders.find(name), name)
 
 
 class BackendTests(TestCase):

@@ -82,8 +82,10 @@ class NotificationTests(TestCase):
         self.assertIn("expédiées", by_address["ada@example.org"].subject)
 
     @override_settings(SITE_URL="https://cards.example.org")
-    def test_every_email_links_to_the_orders_page_on_the_site(self):
-        page = f"https://cards.example.org/orders/{self.order.pk}/"
+    def test_every_email_links_to_the_orders_page_its_reader_opens(self):
+        """Clients get their order's page, operators the operators' one."""
+        client_page = f"https://cards.example.org/orders/{self.order.pk}/"
+        ops_page = f"https://cards.example.org/ops/orders/{self.order.pk}/"
         context = self.context()
         for language in ("en", "fr"):
             self.world.client.language = language
@@ -92,12 +94,16 @@ class NotificationTests(TestCase):
                 with self.subTest(kind=kind, language=language):
                     mail.outbox.clear()
                     send_notification(kind, context)
+                    self.assertTrue(mail.outbox)
                     for message in mail.outbox:
                         if message.to == ["ada@example.org"]:
                             # The cards' recipient may have no account.
-                            self.assertNotIn(page, message.body)
+                            self.assertNotIn("/orders/", message.body)
+                        elif message.to == [self.world.client.email]:
+                            self.assertIn(client_page, message.body)
+                            self.assertNotIn("/ops/", message.body)
                         else:
-                            self.assertIn(page, message.body)
+                            self.assertIn(ops_page, message.body)
 
     def test_the_owner_opens_the_linked_page(self):
         send_notification("order_placed", self.context())
