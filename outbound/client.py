@@ -49,11 +49,15 @@ READ_SIZE = 64 * 1024
 
 class OutboundError(Exception):
     """A fetch failed; the message names the URL and says why in one line.
-    ``status`` is the HTTP status of a refused answer, else None."""
+    ``status`` is the HTTP status of a refused answer, else None; ``refused``
+    says the rule refused an address."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, refused: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -313,4 +317,5 @@ def fetch_bytes(
                 )
             return read_limited(response, url, max_bytes)
     except (Refused, requests.RequestException) as exc:
-        raise OutboundError(describe(exc, url)) from None
+        refused = isinstance(exc, Refused)
+        raise OutboundError(describe(exc, url), refused=refused) from None

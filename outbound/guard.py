@@ -177,14 +177,15 @@ def host_problem(
     port: int,
     allowed: Allowed,
     *,
-    resolver: Resolver = resolve,
+    resolver: Resolver | None = resolve,
     unresolved_ok: bool = False,
 ) -> str | None:
     """None when ``host`` may be fetched from now, else why not: an address
     that is not allowed, ``localhost``, or a name whose addresses are none of
     them allowed (a name with an allowed address passes: the client dials only
     the allowed ones). A name that does not resolve is refused, or passes with
-    ``unresolved_ok`` (the fetch checks again when it connects)."""
+    ``unresolved_ok`` (the fetch checks again when it connects); without a
+    ``resolver`` names are not resolved at all (a check at start-up)."""
     host = host.strip("[]")
     if allowed.allows_host(host):
         return None
@@ -192,6 +193,8 @@ def host_problem(
         return allowed.address_problem(host)
     if is_local_name(host):
         addresses = ["127.0.0.1", "::1"]  # whatever DNS says: this machine
+    elif resolver is None:
+        return None
     else:
         try:
             addresses = [info[4][0] for info in resolver(host, port)]
@@ -207,7 +210,7 @@ def url_problem(
     url: str,
     allowed: Allowed,
     *,
-    resolver: Resolver = resolve,
+    resolver: Resolver | None = resolve,
     unresolved_ok: bool = False,
 ) -> str | None:
     """``host_problem`` of an http(s) URL's host; or why the URL is not one."""
