@@ -10,7 +10,7 @@ import requests
 
 from outbound import client
 from outbound.guard import PUBLIC_ONLY, Allowed, Refused, check_url
-from outbound.tests.servers import Banner, Server, hello
+from outbound.tests.servers import Banner, Server, certificate, hello
 
 LOOPBACK = Allowed.parse("127.0.0.0/8 ::1")
 
@@ -125,6 +125,31 @@ def test_a_name_rebound_between_the_check_and_the_connection_is_refused(serve):
     )
     assert calls == ["rebind.example", "rebind.example"]
     assert server.requests == []
+
+
+def test_https_is_checked_the_same_way_and_its_certificate_by_the_host_name(
+    serve, tmp_path
+):
+    cert, key = certificate(tmp_path, "localhost")
+    server = Server(hello, tls=(cert, key))
+    try:
+        url = f"https://localhost:{server.port}/"
+        with pytest.raises(
+            client.OutboundError, match=r"localhost: 127\.0\.0\.1 is not"
+        ):
+            fetch(url)
+        session = client.session(LOOPBACK)
+        session.verify = str(cert)
+        assert client.fetch_bytes(session, url, max_bytes=10) == b"hello"
+        # The certificate names localhost, not the address: TLS checks the name
+        # the URL gives, whatever address the guard dialled.
+        with pytest.raises(client.OutboundError) as mismatch:
+            client.fetch_bytes(
+                session, f"https://127.0.0.1:{server.port}/", max_bytes=10
+            )
+        assert str(mismatch.value).endswith("TLS failed (handshake or certificate)")
+    finally:
+        server.close()
 
 
 def test_the_peer_is_checked_once_connected(serve):
