@@ -196,3 +196,20 @@ def test_check_url_raises_refused_naming_the_url():
         "http://127.0.0.1:8000/admin/: 127.0.0.1 is not a public address"
     )
     assert raised.value.reason == "127.0.0.1 is not a public address"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433/",
+        "http://0177.0.0.1/",
+        "http://127.1/",
+        "http://0x7f.0.0.1/",
+        "http://[0:0:0:0:0:ffff:7f00:1]/",
+        "http://LOCALHOST./",
+    ],
+)
+def test_other_spellings_of_loopback_are_refused(url):
+    """What ``ipaddress`` does not read as an address, the system resolver
+    does (inet_aton's octal, hex and short forms): its answer is checked."""
+    assert url_problem(url, PUBLIC_ONLY).endswith("127.0.0.1 is not a public address")
