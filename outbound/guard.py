@@ -179,12 +179,14 @@ def host_problem(
     *,
     resolver: Resolver | None = resolve,
     unresolved_ok: bool = False,
+    every: bool = False,
 ) -> str | None:
     """None when ``host`` may be fetched from now, else why not: an address
     that is not allowed, ``localhost``, or a name whose addresses are none of
     them allowed (a name with an allowed address passes: the client dials only
-    the allowed ones). A name that does not resolve is refused, or passes with
-    ``unresolved_ok`` (the fetch checks again when it connects); without a
+    the allowed ones; with ``every``, for a tool that dials whichever it likes,
+    each of them must be). A name that does not resolve is refused, or passes
+    with ``unresolved_ok`` (the fetch checks again when it connects); without a
     ``resolver`` names are not resolved at all (a check at start-up)."""
     host = host.strip("[]")
     if allowed.allows_host(host):
@@ -201,7 +203,7 @@ def host_problem(
         except (OSError, UnicodeError):
             return None if unresolved_ok else f"{host}: cannot resolve the host"
     problems = [allowed.address_problem(address) for address in addresses]
-    if not addresses or all(problems):
+    if not addresses or (any if every else all)(problems):
         return named(host, next((p for p in problems if p), "no address"))
     return None
 

@@ -66,9 +66,10 @@ def check_registry(location: str, allowed: Allowed) -> None:
     Its name is resolved here, and skopeo resolves it again: a name that
     changes its answer in between, and the redirects skopeo follows (to blob
     storage), are not checked (README, Outbound requests). A name that does not
-    resolve is left to skopeo, which says so."""
+    resolve is left to skopeo, which says so. Every address of a name must be
+    allowed: skopeo dials whichever it likes."""
     host, port = registry_host(location)
-    problem = host_problem(host, port, allowed, unresolved_ok=True)
+    problem = host_problem(host, port, allowed, unresolved_ok=True, every=True)
     if problem:
         raise Refused(f"registry {location}: {problem}")
 
