@@ -30,6 +30,8 @@ from workers.common.names import Role
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "demo-host"
+#: where the demo serves content and images: allowed to the API and the creator
+LOOPBACK = "127.0.0.0/8"
 ACCOUNTS = {
     "demo": Role.CLIENT,
     "demo-manager": Role.MANAGER,
@@ -184,6 +186,10 @@ class Chain:
             # what precedes the content: the whole base image is the safe bound.
             "HOTSPOT_BASE_SOURCE": (self.demo / "base.img").resolve().as_uri(),
             "HOTSPOT_BASE_ROOTFS_SIZE": str(inputs.BASE_SIZE),
+            # The demo's content and registry are on loopback: the API accepts
+            # URLs there, as an operator allows a LAN mirror (README, Outbound
+            # requests); the creator is told the same (start_creator).
+            "OUTBOUND_ALLOWED_NETWORKS": LOOPBACK,
             **(env or {}),
         }
         self.children = Children(self.demo / "logs", base_env)
@@ -323,6 +329,7 @@ class Chain:
             "--work-dir", str(self.demo / name / "work"),
             "--cache-dir", str(self.demo / "creator-cache"), "--cache-size", "2G",
             "--poll", str(self.poll), "--renew", str(self.renew), "--progress", "log",
+            "--outbound-allow", LOOPBACK,
             *mirror,
             env=self.worker_env("demo-creator"),
         )  # fmt: skip

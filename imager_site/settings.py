@@ -7,13 +7,13 @@ by the system checks (``apps.common.checks``), which stop start-up with a hint.
 """
 
 from datetime import timedelta
-from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from offspot_runtime.checks import is_valid_tld
 
 from imager_site import env, keys
+from outbound.guard import Allowed, url_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -457,18 +457,31 @@ for _url in CATALOG_URLS:
 CATALOG_REFRESH_HOURS = env.integer("CATALOG_REFRESH_HOURS", 24, minimum=1)
 # Entries asked for per OPDS page.
 CATALOG_PAGE_SIZE = env.integer("CATALOG_PAGE_SIZE", 500, minimum=10)
-# Outbound fetches go to public addresses only; these networks are allowed besides
-# (a kiwix-serve on the LAN, 127.0.0.0/8 in tests).
+# Outbound fetches (the catalog's here, and the content entries' URLs the API
+# accepts) go to public addresses only; this list allows networks, addresses and
+# host names besides (a kiwix-serve on the LAN, 127.0.0.0/8 in tests). The
+# creator has its own list (--outbound-allow).
 OUTBOUND_ALLOWED_NETWORKS = env.csv("OUTBOUND_ALLOWED_NETWORKS", [])
-for _network in OUTBOUND_ALLOWED_NETWORKS:
-    try:
-        ip_network(_network, strict=False)
-    except ValueError:
+try:
+    _allowed = Allowed.parse(OUTBOUND_ALLOWED_NETWORKS)
+except ValueError as _exc:
+    _allowed = Allowed()
+    env.error(
+        "imager.E061",
+        "OUTBOUND_ALLOWED_NETWORKS",
+        f"OUTBOUND_ALLOWED_NETWORKS: {_exc}.",
+        "List networks (CIDR), addresses or host names separated by commas, "
+        "e.g. 192.168.1.0/24,mirror.lan",
+    )
+for _url in CATALOG_URLS:
+    # Addresses and localhost only: no DNS query while the settings load.
+    _problem = url_problem(_url, _allowed, resolver=None)
+    if _problem and urlsplit(_url).scheme in {"http", "https"}:
         env.error(
-            "imager.E061",
-            "OUTBOUND_ALLOWED_NETWORKS",
-            f"OUTBOUND_ALLOWED_NETWORKS: {_network!r} is not a network.",
-            "List networks in CIDR form separated by commas, e.g. 192.168.1.0/24",
+            "imager.E062",
+            "CATALOG_URLS",
+            f"CATALOG_URLS: {_url}: {_problem}.",
+            "Add its network to OUTBOUND_ALLOWED_NETWORKS, or name a public catalog.",
         )
 
 # --- E-mail -------------------------------------------------------------------------

@@ -20,3 +20,8 @@ if DATABASES["default"].get("ENGINE") == "django.db.backends.sqlite3":
     # A file, not memory: the claim race test runs claimers in threads, and SQLite
     # only serialises writers (instead of failing) on a file database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+# The tests serve content, catalogs and registries on loopback, and their
+# configurations name it: allowed here, as an operator allows a LAN mirror. The
+# tests of the guard itself set the list they need (empty: public only).
+OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1"]

@@ -59,7 +59,9 @@ def world(ftp_server):
     return world
 
 
-def creator(live_server, tmp_path, *extra):
+def creator(live_server, tmp_path, *extra, allow=("127.0.0.0/8",)):
+    """The creator worker, allowed to fetch from ``allow`` besides public
+    addresses: the content server and the registry are on loopback."""
     from apps.accounts.testing import PASSWORD
 
     secret = tmp_path / "password"
@@ -75,15 +77,18 @@ def creator(live_server, tmp_path, *extra):
             "--poll", "0.2",
             "--once",
             "--progress", "log",
+            *(f"--outbound-allow={network}" for network in allow),
             *extra,
         ]
     )  # fmt: skip
     return Creator(options)
 
 
-def place(world, http_server, zim_files, base_image, missing=False, image=None):
+def place(
+    world, http_server, zim_files, base_image, missing=False, image=None, extra=()
+):
     """An order whose create task holds an image-creator recipe (the work the
-    scheduler hands out since issue 12)."""
+    scheduler hands out since issue 12); ``extra`` files go after the ZIMs."""
     from apps.orders.models import Order
     from apps.scheduler.testing import configuration, order
 
@@ -102,6 +107,7 @@ def place(world, http_server, zim_files, base_image, missing=False, image=None):
         files.append(
             {"to": "/data/contents/zims/gone.zim", "url": base_url + "/gone.zim"}
         )
+    files.extend(extra)
     recipe = {
         "base": {"source": str(base_image), "rootfs_size": BASE_ROOTFS_SIZE},
         "output": {"size": "auto"},
@@ -216,3 +222,92 @@ def test_a_cancel_during_the_build_stops_it_and_leaves_no_files(
     assert not Image.objects.exists()
     assert not (tmp_path / "work" / str(placed.pk)).exists()
     assert not any(ftp_server[1].rglob("*.img"))
+
+
+def failure_of(placed) -> tuple[str, str]:
+    """(the create task's error, the order's failure reason): what the client
+    reads."""
+    from apps.scheduler.models import Task
+
+    task = Task.objects.get(order=placed)
+    assert task.status == "failed"
+    placed.refresh_from_db()
+    assert placed.status == "failed"
+    assert placed.failure_reason == f"create image failed: {task.error}"
+    return task.error, placed.failure_reason
+
+
+def test_content_on_loopback_is_refused_unless_the_creator_allows_it(
+    live_server, tmp_path, base_image, zim_files, http_server, world
+):
+    url, state = http_server
+    placed = place(world, http_server, zim_files[:1], base_image)
+
+    assert creator(live_server, tmp_path, allow=()).run() == 0
+
+    error, _reason = failure_of(placed)
+    assert error == f"{url}/wiki1.zim.sha256: 127.0.0.1 is not a public address"
+    assert state.requests == []  # nothing reached the server
+
+
+def test_a_checksum_mismatch_names_neither_digest_to_the_client(
+    live_server, tmp_path, base_image, zim_files, http_server, world, caplog
+):
+    """The checksum URL answers 64 hex digits that are not the file's (a secret
+    of the same shape): the failure reason names the URL and the mismatch, not
+    what the URL said nor what the creator computed; its log has both."""
+    url, state = http_server
+    secret = "5ec2e7" * 10 + "abcd"
+    (state.directory / "doc.txt").write_text("some content")
+    (state.directory / "doc.txt.sha256").write_text(f"{secret}  doc.txt\n")
+    computed = hashlib.sha256(b"some content").hexdigest()
+    entry = {
+        "to": "/data/doc.txt",
+        "url": f"{url}/doc.txt",
+        "checksum": {
+            "algo": "sha-256",
+            "kind": "url",
+            "value": f"{url}/doc.txt.sha256",
+        },
+    }
+    placed = place(world, http_server, [], base_image, extra=[entry])
+
+    assert creator(live_server, tmp_path).run() == 0
+
+    error, reason = failure_of(placed)
+    assert error == (
+        f"{url}/doc.txt: sha256 checksum mismatch: the file is corrupt or the "
+        "checksum is outdated"
+    )
+    assert secret not in reason and computed not in reason
+    assert f"expected {secret}, computed {computed}" in caplog.text
+
+
+def test_a_checksum_url_whose_body_is_a_secret_never_reaches_the_client(
+    live_server, tmp_path, base_image, zim_files, http_server, world
+):
+    from apps.orders.models import OrderEvent
+    from apps.scheduler.models import TaskEvent
+
+    url, state = http_server
+    secret = "SECRET-TOKEN-1234 password=hunter2"
+    (state.directory / "admin.sha256").write_text(f"{secret}\n")
+    entry = {
+        "to": "/data/doc.txt",
+        "url": f"{url}/doc.txt",
+        "checksum": {"algo": "sha-256", "kind": "url", "value": f"{url}/admin.sha256"},
+    }
+    placed = place(world, http_server, [], base_image, extra=[entry])
+
+    assert creator(live_server, tmp_path).run() == 0
+
+    error, reason = failure_of(placed)
+    assert error == (
+        f"{url}/admin.sha256: not a sha256 checksum file (it does not start with "
+        "64 hexadecimal digits)"
+    )
+    assert secret not in reason
+    for event in TaskEvent.objects.all():
+        assert "SECRET" not in json.dumps(event.data)
+    for event in OrderEvent.objects.all():
+        assert "SECRET" not in event.message

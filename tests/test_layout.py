@@ -2,7 +2,9 @@
 
 - the Django side (``apps/``, ``imager_site/``) and the processes that are plain
   API clients (``workers/``, ``ftp/``, ``whost/``, ``demo/``) never import each
-  other: they share nothing but the HTTP API;
+  other: they share nothing but the HTTP API, and the neutral packages
+  (``outbound/``, the guarded client of every outbound fetch), which both may
+  import and which import neither side, nor Django;
 - no module imports inside a function to dodge an import cycle, and there is no
   cycle among the modules' top-level imports;
 - no file is over 600 lines, migrations and benchmarks aside.
@@ -19,7 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ("apps", "imager_site")
 CLIENTS = ("workers", "ftp", "whost", "demo")
-FIRST_PARTY = (*SERVER, *CLIENTS, "scripts", "bench", "tests")
+NEUTRAL = ("outbound",)
+FIRST_PARTY = (*SERVER, *CLIENTS, *NEUTRAL, "scripts", "bench", "tests")
 MAX_LINES = 600
 
 #: Imports that must run inside a function, each with why.
@@ -112,9 +115,20 @@ def test_the_server_and_the_api_clients_never_import_each_other():
     assert crossings == []
 
 
+def test_the_neutral_packages_import_neither_side():
+    crossings = []
+    for path in sources(*NEUTRAL):
+        if is_test(path):
+            continue
+        for line, name in imports(parsed(path), module_name(path), top_level=True):
+            if top_of(name) in {*SERVER, *CLIENTS, "django", "rest_framework"}:
+                crossings.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert crossings == []
+
+
 def test_no_module_imports_inside_a_function_unless_it_must():
     late = []
-    for path in sources(*SERVER, *CLIENTS):
+    for path in sources(*SERVER, *CLIENTS, *NEUTRAL):
         if is_test(path):
             continue
         rel = str(path.relative_to(ROOT))
@@ -126,7 +140,8 @@ def test_no_module_imports_inside_a_function_unless_it_must():
 
 def test_the_modules_top_level_imports_have_no_cycle():
     modules = {
-        module_name(path): path for path in sources(*SERVER, *CLIENTS, "scripts")
+        module_name(path): path
+        for path in sources(*SERVER, *CLIENTS, *NEUTRAL, "scripts")
     }
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
@@ -159,7 +174,7 @@ def test_the_modules_top_level_imports_have_no_cycle():
     assert cycles == []
 
 
-@pytest.mark.parametrize("top", [*SERVER, *CLIENTS, "scripts", "tests"])
+@pytest.mark.parametrize("top", [*SERVER, *CLIENTS, *NEUTRAL, "scripts", "tests"])
 def test_no_file_is_over_600_lines(top):
     long = [
         f"{path.relative_to(ROOT)}: {lines} lines"

@@ -23,6 +23,8 @@ from django.core.validators import URLValidator
 from django.utils.translation import gettext as _
 from offspot_config.catalog import app_catalog
 
+from apps.common.outbound import fetch_problem
+
 ZIM = "zim"
 PACKAGE = "package"
 KINDS = (ZIM, PACKAGE)
@@ -194,6 +196,19 @@ def _check_entry(entry) -> list[tuple[str, str]]:
     return _check_zim(entry)
 
 
+def _check_fetchable(key: str, url: str) -> None:
+    """Refuse at once a URL the creator would refuse to fetch (DESIGN 6)."""
+    problem = fetch_problem(url)
+    if problem:
+        raise ValueError(
+            _(
+                "%(key)s %(url)s is refused: %(why)s. Content is fetched from "
+                "public addresses only."
+            )
+            % {"key": key, "url": url, "why": problem}
+        )
+
+
 def _check_zim(entry: dict) -> list[tuple[str, str]]:
     title = entry.get("title")
     if not isinstance(title, str) or not 1 <= len(title) <= 200:
@@ -204,6 +219,7 @@ def _check_zim(entry: dict) -> list[tuple[str, str]]:
         url_check(url if isinstance(url, str) else "")
     except ValidationError:
         raise ValueError(_("url must be an http or https URL.")) from None
+    _check_fetchable("url", url)
     size = entry.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_SIZE:
         raise ValueError(_("size must be a positive number of bytes."))
@@ -223,6 +239,7 @@ def _check_zim(entry: dict) -> list[tuple[str, str]]:
             url_check(checksum_url if isinstance(checksum_url, str) else "")
         except ValidationError:
             raise ValueError(_("checksum_url must be an http(s) URL.")) from None
+        _check_fetchable("checksum_url", checksum_url)
         if checksum_algorithm(checksum_url) is None:
             raise ValueError(
                 _(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import lzma
 import os
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ MAGIC = {
     b"\x1f\x8b": "gzip",
 }
 SUFFIXES = (".xz", ".zst", ".zstd", ".gz")
+
+log = logging.getLogger(__name__)
 
 
 def compression_of(path: Path) -> str | None:
@@ -119,13 +122,23 @@ def decompress_to_sparse(
             try:
                 chunk = stream.read(CHUNK)
             except (lzma.LZMAError, zstandard.ZstdError, OSError, EOFError) as exc:
-                raise ContentError(f"{src}: corrupt {kind} data: {exc}") from exc
+                raise ContentError(f"{src}: {_read_error(exc, kind)}") from exc
             if not chunk:
                 break
             writer.write(chunk)
             if progress and total_in:
                 progress(None, min(100.0, raw.tell() * 100.0 / total_in))
         return writer.finish()
+
+
+def _read_error(exc: BaseException, kind: str | None) -> str:
+    """Why decompressing failed: the system's reason (a full disk), or "corrupt
+    data", not the decompressor's words (gzip quotes the checksums it read and
+    computed); the log has them."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"cannot read: {exc.strerror}"
+    log.warning("corrupt %s data: %s", kind, exc)
+    return f"corrupt {kind} data"
 
 
 def _reader(raw: BinaryIO, kind: str | None, src: Path) -> BinaryIO:

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 from offspot_config.utils.sizes import get_margin_for, get_min_image_size_for
 
+from outbound.guard import Allowed
 from workers.common.bmap import Bmap, create_bmap
 from workers.common.progress import Cancel, Progress
 from workers.common.worker import UsageError, env_default
@@ -102,7 +103,7 @@ def build(
             recipe.base.source,
             cache=cache,
             checksums=(
-                resolve_checksum(recipe.base.checksum, "base.checksum")
+                resolve_checksum(recipe.base.checksum, "base.checksum", cache.allowed)
                 if recipe.base.checksum
                 else None
             ),
@@ -270,6 +271,15 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
         "([http[s]://]host[:port][/path]; http:// without TLS); repeat for "
         "several (CREATOR_REGISTRY_MIRRORS, separated by spaces)",
     )
+    parser.add_argument(
+        "--outbound-allow",
+        action="append",
+        default=None,
+        metavar="NETWORK|HOST",
+        help="fetch from this network (10.0.0.0/8), address or host name "
+        "(mirror.lan, *.lan) besides public addresses: a private mirror; repeat "
+        "for several (CREATOR_OUTBOUND_ALLOWED, separated by commas or spaces)",
+    )
 
 
 def mirrors_of(options: argparse.Namespace) -> dict[str, Mirror]:
@@ -280,6 +290,17 @@ def mirrors_of(options: argparse.Namespace) -> dict[str, Mirror]:
         return parse_mirrors(value for value in values if value)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def allowed_of(options: argparse.Namespace) -> Allowed:
+    """What the creator may fetch from besides public addresses."""
+    values = options.outbound_allow
+    if values is None:
+        values = [env_default("CREATOR_OUTBOUND_ALLOWED", "")]
+    try:
+        return Allowed.parse(values)
+    except ValueError as exc:
+        raise UsageError(f"--outbound-allow: {exc}") from None
 
 
 def prepare_folders(options: argparse.Namespace) -> None:

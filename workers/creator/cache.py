@@ -12,7 +12,9 @@ Layout under the cache root::
 A build pins the entries it uses with a shared flock on the entry file; eviction
 takes an exclusive non-blocking flock, so a pinned entry (in any process) is never
 evicted, and a crashed build's pins vanish with its file descriptors. The bytes
-themselves move in ``download.py``.
+themselves move in ``download.py``, through the guarded client: the cache's
+``allowed`` list (the creator's ``--outbound-allow``) says what it may fetch
+from besides public addresses.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import requests
 
+from outbound.guard import PUBLIC_ONLY, Allowed
 from workers.common.progress import Cancel, Canceled, Progress
 from workers.creator import outbound
 from workers.creator.download import (
@@ -116,6 +119,7 @@ class ContentCache:
         *,
         retries: int = 5,
         timeout: tuple[float, float] = (10.0, 60.0),
+        allowed: Allowed = PUBLIC_ONLY,
     ) -> None:
         if limit_bytes <= 0:
             raise ValueError(f"limit_bytes must be positive, got {limit_bytes}")
@@ -123,6 +127,8 @@ class ContentCache:
         self.limit_bytes = int(limit_bytes)
         self.retries = retries
         self.timeout = timeout
+        #: what fetches may reach besides public addresses
+        self.allowed = allowed
         for sub in ("data", "meta", "tmp", "locks"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._pins: dict[Path, list[int]] = {}
@@ -348,7 +354,7 @@ class ContentCache:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = outbound.session()
+            session = self._local.session = outbound.session(self.allowed)
         return session
 
     @staticmethod

@@ -13,11 +13,13 @@ import threading
 import urllib.parse
 from pathlib import Path
 
+from outbound.guard import Allowed
 from workers.common.progress import Canceled, PhaseBar
 from workers.common.worker import UsageError, env_default, parse_size
 from workers.creator import outbound
 from workers.creator.build import (
     add_build_options,
+    allowed_of,
     build,
     mirrors_of,
     prepare_folders,
@@ -65,10 +67,10 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_recipe(source: str) -> Recipe:
+def read_recipe(source: str, allowed: Allowed) -> Recipe:
     if urllib.parse.urlparse(source).scheme in ("http", "https"):
         try:
-            return parse_recipe(outbound.read_text(source))
+            return parse_recipe(outbound.read_text(source, allowed))
         except OSError as exc:
             raise RecipeError(f"cannot read the recipe: {exc}") from None
     return load_recipe(Path(source))
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        recipe = read_recipe(options.config)
+        allowed = allowed_of(options)
+        recipe = read_recipe(options.config, allowed)
         output = options.output
         if output.exists() and not options.overwrite:
             raise UsageError(f"{output} exists: remove it or pass --overwrite")
@@ -92,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         limit = parse_size(options.cache_size)
         prepare_folders(options)
         bar = PhaseBar(output.name, mode=options.progress)
-        with ContentCache(options.cache_dir, limit) as cache, bar:
+        cache = ContentCache(options.cache_dir, limit, allowed=allowed)
+        with cache, bar:
             built = build(
                 recipe,
                 output,

@@ -9,6 +9,7 @@ later file replacing an earlier one at the same path.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import shutil
 import tarfile
@@ -18,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from offspot_config.constants import POST_EXPANSION_UNWANTED_PATTERNS
 
+from outbound.guard import Allowed
 from workers.common.progress import Cancel, Progress
 from workers.creator import outbound
 from workers.creator.cache import ContentCache
@@ -28,6 +30,8 @@ from workers.creator.tools import check_cancel
 
 #: folders macOS's archive tool adds, removed after expanding (offspot-config)
 MACOS_FOLDER = "__MACOSX"
+
+log = logging.getLogger(__name__)
 
 
 def fetch_files(
@@ -45,7 +49,9 @@ def fetch_files(
     used as downloaded, as image-creator does.
     """
     downloads = [entry for entry in files if entry.url is not None]
-    items = [{"url": entry.url, **_checksums(entry)} for entry in downloads]
+    items = [
+        {"url": entry.url, **_checksums(entry, cache.allowed)} for entry in downloads
+    ]
     paths = cache.fetch_all(
         items,
         workers=workers,
@@ -56,18 +62,22 @@ def fetch_files(
     return {entry.label: path for entry, path in zip(downloads, paths, strict=True)}
 
 
-def _checksums(entry: FileEntry) -> dict:
+def _checksums(entry: FileEntry, allowed: Allowed) -> dict:
     if entry.checksum is None:
         return {}
-    return {"checksums": resolve_checksum(entry.checksum, f"{entry.label}.checksum")}
+    where = f"{entry.label}.checksum"
+    return {"checksums": resolve_checksum(entry.checksum, where, allowed)}
 
 
-def resolve_checksum(checksum: Checksum, where: str) -> dict[str, str]:
-    """{algorithm: digest}, the digest read from its URL for ``kind: url``."""
+def resolve_checksum(
+    checksum: Checksum, where: str, allowed: Allowed
+) -> dict[str, str]:
+    """{algorithm: digest}, the digest read from its URL for ``kind: url``
+    (through the guarded client, what ``allowed`` allows)."""
     value = checksum.value
     if checksum.kind == "url":
         try:
-            text = outbound.read_text(value)
+            text = outbound.read_text(value, allowed)
         except OSError as exc:
             raise ContentError(f"{where}: {exc}") from None
         value = parse_checksum_text(value, checksum.algo, text)[checksum.algo]
@@ -111,7 +121,8 @@ def _make_room_for_file(target: Path, entry: FileEntry) -> None:
 
 def expand(src: Path, entry: FileEntry, target: Path, cancel: Cancel | None) -> int:
     """Expand an archive into ``target``, refusing members that would land
-    outside it; the bytes of its files."""
+    outside it; the bytes of its files. Messages do not quote the archive (its
+    members' names, what zipfile read): the log has them."""
     where = f"{entry.label} ({entry.url})"
     try:
         if entry.via == "zip":
@@ -119,7 +130,10 @@ def expand(src: Path, entry: FileEntry, target: Path, cancel: Cancel | None) -> 
         else:
             total = _untar(src, target, where, cancel)
     except (zipfile.BadZipFile, tarfile.ReadError, EOFError) as exc:
-        raise ContentError(f"{where}: not a {entry.via} archive: {exc}") from None
+        log.warning("%s: not a %s archive: %s", where, entry.via, exc)
+        raise ContentError(
+            f"{where}: not a {entry.via} archive, or a damaged one"
+        ) from None
     _remove_unwanted(target)
     return total
 
@@ -128,7 +142,11 @@ def _check_member(name: str, target: Path, where: str) -> None:
     path = PurePosixPath(name)
     inside = (target / name).resolve()
     if path.is_absolute() or not inside.is_relative_to(target.resolve()):
-        raise ContentError(f"{where}: member {name!r} would land outside its folder")
+        log.warning("%s: member %r would land outside its folder", where, name)
+        raise ContentError(
+            f"{where}: a member would land outside its folder (an absolute path or "
+            "a ..); the creator's log names it"
+        )
 
 
 def _unzip(src: Path, target: Path, where: str, cancel: Cancel | None) -> int:
@@ -159,7 +177,11 @@ def _untar(src: Path, target: Path, where: str, cancel: Cancel | None) -> int:
                 # files, and drops setuid bits and the owner's identity.
                 archive.extract(member, target, filter="data")
             except tarfile.FilterError as exc:
-                raise ContentError(f"{where}: member {member.name!r}: {exc}") from None
+                log.warning("%s: member %r: %s", where, member.name, exc)
+                raise ContentError(
+                    f"{where}: a member is a link leaving its folder or a device "
+                    "file; the creator's log names it"
+                ) from None
             total += member.size if member.isfile() else 0
     return total
 

@@ -3,11 +3,15 @@ it receives (sha256 and md5) and survives dropped connections; the checksums a
 download is checked against, given or published beside the content.
 
 The content cache (``cache.py``) decides where a download goes and when it
-counts; this module only moves bytes and says what they hash to.
+counts; this module only moves bytes and says what they hash to. Its errors
+reach the order's failure reason, which the client reads: they name the URL
+and the reason, never bytes a server sent (a checksum file's text, a status
+line) nor a digest computed here, which goes to the creator's log only.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -15,8 +19,13 @@ from pathlib import Path
 
 import requests
 
+from outbound import client
+from outbound.guard import Refused
 from workers.common.hashing import hash_file, hashers
 from workers.common.progress import Cancel, Canceled
+from workers.creator.outbound import TEXT_LIMIT
+
+log = logging.getLogger(__name__)
 
 #: computed for every download: the cache records them
 ALGORITHMS = ("sha256", "md5")
@@ -74,11 +83,21 @@ def algorithms_for(expected: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def check_digests(source: str, expected: Mapping[str, str], actual: Mapping) -> None:
+    """ContentError on a mismatch. Neither digest is in the message: the
+    expected one may have been read from a URL, and the computed one says
+    something of bytes the client may not see; both go to the log."""
     for algo, value in expected.items():
         if actual[algo] != value:
+            log.warning(
+                "%s: %s checksum mismatch: expected %s, computed %s",
+                source,
+                algo,
+                value,
+                actual[algo],
+            )
             raise ContentError(
-                f"{source}: {algo} checksum mismatch (expected {value}, got "
-                f"{actual[algo]}): the file is corrupt or the checksum is outdated"
+                f"{source}: {algo} checksum mismatch: the file is corrupt or the "
+                "checksum is outdated"
             )
 
 
@@ -95,12 +114,16 @@ def file_digests(
 
 def parse_checksum_text(source: str, algo: str, text: str) -> dict[str, str]:
     """The digest at the start of a checksum file (``md5sum``'s format or the
-    digest alone)."""
+    digest alone). A file that does not start with one is refused without
+    quoting it: it may be anything the URL led to."""
     token = (text.split() or [""])[0]
     try:
         return expected_checksums(**{algo: token})
-    except ContentError as exc:
-        raise ContentError(f"{source}: {exc}") from None
+    except ContentError:
+        raise ContentError(
+            f"{source}: not a {algo} checksum file (it does not start with "
+            f"{HEX_LENGTHS.get(algo, '?')} hexadecimal digits)"
+        ) from None
 
 
 def published_checksum(
@@ -115,16 +138,15 @@ def published_checksum(
     for algo in ALGORITHMS:
         checksum_url = f"{url}.{algo}"
         try:
-            response = session.get(checksum_url, timeout=timeout)
-        except requests.RequestException as exc:
-            raise ContentError(f"{checksum_url}: cannot download: {exc}") from exc
-        if response.status_code == 404:
-            continue
-        if not response.ok:
-            raise ContentError(
-                f"{checksum_url}: HTTP {response.status_code} {response.reason}"
+            body = client.fetch_bytes(
+                session, checksum_url, max_bytes=TEXT_LIMIT, timeout=timeout
             )
-        return parse_checksum_text(checksum_url, algo, response.text)
+        except client.OutboundError as exc:
+            if exc.status == 404:
+                continue
+            raise ContentError(str(exc)) from None
+        text = body.decode("utf-8", errors="replace")
+        return parse_checksum_text(checksum_url, algo, text)
     if not required:
         return {}
     raise ContentError(
@@ -171,9 +193,9 @@ def download(
                 if status == 404:
                     raise ContentError(f"{url}: not found (HTTP 404): fix the URL")
                 if status in TRANSIENT_HTTP:
-                    raise Interrupted(f"HTTP {status} {response.reason}")
+                    raise Interrupted(client.status_text(status))
                 if status not in (200, 206):
-                    raise ContentError(f"{url}: HTTP {status} {response.reason}")
+                    raise ContentError(f"{url}: {client.status_text(status)}")
                 start, total = response_range(response)
                 if status == 206 and start != offset:
                     part.unlink(missing_ok=True)
@@ -217,13 +239,14 @@ def download(
         except TRANSIENT_ERRORS as exc:
             failures += 1
             if failures > retries:
+                last = exc if isinstance(exc, Interrupted) else client.reason(exc)
                 raise ContentError(
-                    f"{url}: download failed {failures} times, last: {exc}; "
+                    f"{url}: download failed {failures} times, last: {last}; "
                     "the partial file is kept and the next fetch resumes it"
                 ) from exc
             time.sleep(min(0.1 * 2**failures, 5.0))
-        except requests.RequestException as exc:
-            raise ContentError(f"{url}: download failed: {exc}") from exc
+        except (Refused, requests.RequestException) as exc:
+            raise ContentError(client.describe(exc, url)) from None
 
 
 #: worth a retry: the connection dropped or stalled, or the body came short

@@ -14,6 +14,12 @@ gives today, with its size and sha256 recorded and checked at each use.
 A registry mirror (``HOST=MIRROR``) sends every pull of HOST's images to
 MIRROR instead, for machines that cannot reach the public registry; an
 ``http://`` mirror is used without TLS.
+
+skopeo reaches the network itself: before it runs, the registry it will dial
+(the mirror, when there is one) is checked with the guarded client's rule
+(``outbound.check_registry``); the redirects skopeo follows are not. Its
+messages quote what registries answer: the order's failure reason says what
+went wrong in our words, and the creator's log has skopeo's own message.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path, PurePosixPath
 
 from docker_export import Image, Platform, get_export_filename
 
+from outbound.guard import Refused
 from workers.common.progress import Cancel, Canceled, Progress
 from workers.creator import outbound
 from workers.creator.cache import ContentCache
@@ -53,6 +60,26 @@ PERMANENT = re.compile(
     r"|invalid reference|choosing an image from manifest list",
     re.IGNORECASE,
 )
+#: (what skopeo says, what the failure reason says), the first that matches
+REASONS = (
+    (r"choosing an image from manifest list", f"no {PLATFORM} image in its list"),
+    (
+        r"manifest unknown|name unknown|not found|no image found",
+        "the registry has no such image",
+    ),
+    (r"denied|unauthorized", "the registry refuses access to it"),
+    (r"invalid reference", "not a valid image reference"),
+    (r"x509|certificate|tls", "TLS failed with the registry"),
+    (r"timeout|timed out", "the registry did not answer in time"),
+    (
+        r"connection refused|no such host|dial tcp|connection reset|EOF",
+        "cannot reach the registry",
+    ),
+    (r"digest", "a blob does not match its digest"),
+    (r"no space left", "no space left on the cache's disk"),
+)
+
+log = logging.getLogger(__name__)
 
 
 class OciError(Exception):
@@ -118,6 +145,7 @@ class Puller:
         config_dir: Path,
     ) -> None:
         self.cache = cache
+        self.mirrors = dict(mirrors or {})
         self.options = ["--insecure-policy"]  # digests are checked, signatures not
         if mirrors:
             conf = Path(config_dir) / "registries.conf"
@@ -219,7 +247,25 @@ class Puller:
         )
         shutil.rmtree(layout, ignore_errors=True)
 
+    def _check_registry(self, image: OciImage) -> None:
+        """OciError unless the registry skopeo dials for ``image`` is allowed."""
+        registry = Image.parse(image.ident).registry
+        if registry == "index.docker.io":
+            registry = "docker.io"
+        mirror = self.mirrors.get(registry)
+        try:
+            outbound.check_registry(
+                mirror.location if mirror else registry, self.cache.allowed
+            )
+        except Refused as exc:
+            raise OciError(
+                f"{image.label}: cannot pull {image.ident}: {exc.reason}",
+                retryable=False,
+            ) from None
+
     def _skopeo(self, args: list[str], image: OciImage, cancel: Cancel | None) -> str:
+        if any(arg.startswith("docker://") for arg in args):
+            self._check_registry(image)
         command = ["skopeo", *self.options, *args]
         environment = outbound.tool_environment(
             PATH=tool_path(),
@@ -248,8 +294,10 @@ class Puller:
                 process.wait()
         if process.returncode != 0:
             message = _skopeo_message(err)
+            log.warning("skopeo %s: %s", " ".join(args), message)
             raise OciError(
-                f"{image.label}: cannot pull {image.ident} for {PLATFORM}: {message}",
+                f"{image.label}: cannot pull {image.ident} for {PLATFORM}: "
+                f"{_reason(message)} (the creator's log has skopeo's message)",
                 retryable=not PERMANENT.search(message),
             )
         return out
@@ -274,6 +322,14 @@ def _registries_conf(mirrors: dict[str, Mirror]) -> str:
             f"insecure = {'true' if mirror.insecure else 'false'}\n"
         )
     return "\n".join(blocks)
+
+
+def _reason(message: str) -> str:
+    """What went wrong, in our words: skopeo quotes what registries answer."""
+    for pattern, reason in REASONS:
+        if re.search(pattern, message, re.IGNORECASE):
+            return reason
+    return "skopeo failed"
 
 
 def _skopeo_message(stderr: str) -> str:

@@ -15,6 +15,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from outbound.guard import Refused
 from workers.common.api import ApiError
 from workers.common.ftp import FtpError, upload
 from workers.common.hashing import sha256_file
@@ -30,6 +31,7 @@ from workers.common.progress import PhaseBar
 from workers.common.worker import Worker, add_common_options, parse_size
 from workers.creator.build import (
     add_build_options,
+    allowed_of,
     build,
     mirrors_of,
     prepare_folders,
@@ -68,9 +70,9 @@ def parser() -> argparse.ArgumentParser:
 
 def judge(exc: Exception) -> Failure | None:
     """How a failed build is reported."""
-    if isinstance(exc, RecipeError | ContentError):
-        # A refused recipe, a missing file or a wrong checksum will not heal by
-        # retrying.
+    if isinstance(exc, RecipeError | ContentError | Refused):
+        # A refused recipe, a missing file, a wrong checksum or an address the
+        # rule refuses will not heal by retrying.
         return failed(str(exc), retryable=False)
     if isinstance(exc, OciError):
         return failed(str(exc), retryable=exc.retryable)
@@ -86,6 +88,7 @@ class Creator(Worker):
         super().__init__(options, api)
         self.cache_limit = parse_size(options.cache_size)
         self.mirrors = mirrors_of(options)
+        self.allowed = allowed_of(options)
         prepare_folders(options)
 
     def capabilities(self) -> dict:
@@ -137,7 +140,10 @@ class Creator(Worker):
                 bar.update(phase, percent)
 
         image, bmap_path = folder / "image.img", folder / "image.bmap"
-        with ContentCache(self.options.cache_dir, self.cache_limit) as cache:
+        cache = ContentCache(
+            self.options.cache_dir, self.cache_limit, allowed=self.allowed
+        )
+        with cache:
             built = build(
                 recipe,
                 image,

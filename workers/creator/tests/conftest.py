@@ -21,10 +21,14 @@ from demo.catalog import ContentServer, RangeHandler, make_zim
 # Shared with the demo; test modules import them from here too.
 from demo.inputs import BASE_ROOTFS_SIZE, make_base_image, png_48x48, run  # noqa: F401
 from demo.registry import LocalRegistry, make_oci_layout
+from outbound.guard import Allowed
 from workers.creator.oci import Mirror
 
 #: the tiny image the registry fixture holds, as a recipe names it
 TINY_IMAGE = "ghcr.io/offspot/tiny:1.0"
+#: the servers of these tests are on loopback: their caches allow it, as an
+#: operator allows a private mirror (--outbound-allow); public only otherwise
+LOOPBACK = Allowed.parse("127.0.0.0/8 ::1")
 
 
 @pytest.fixture(scope="session")

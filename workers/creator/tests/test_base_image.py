@@ -6,12 +6,12 @@ from workers.common.hashing import sha256_file
 from workers.creator.base_image import compression_of, prepare_base_image
 from workers.creator.cache import ContentCache
 from workers.creator.download import ContentError
-from workers.creator.tests.conftest import allocated, publish, sha256_of
+from workers.creator.tests.conftest import LOOPBACK, allocated, publish, sha256_of
 
 
 @pytest.fixture
 def cache(tmp_path):
-    with ContentCache(tmp_path / "cache", 10**9) as cache:
+    with ContentCache(tmp_path / "cache", 10**9, allowed=LOOPBACK) as cache:
         yield cache
 
 

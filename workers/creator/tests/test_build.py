@@ -49,7 +49,9 @@ def creator_build(recipe: Path, output: Path, folder: Path, *extra, **popen):
     command = [
         sys.executable, "-m", "workers.creator", "build", str(recipe), str(output),
         "--work-dir", str(folder / "work"), "--cache-dir", str(folder / "cache"),
-        "--progress", "log", *extra,
+        "--progress", "log",
+        # The content server and the registry are on loopback.
+        "--outbound-allow", "127.0.0.0/8", *extra,
     ]  # fmt: skip
     if popen:
         return subprocess.Popen(command, cwd=REPO, text=True, **popen)
@@ -392,6 +394,7 @@ def test_a_user_without_root_builds_a_recipe_with_an_oci_image(base_image, regis
                         "--work-dir", str(folder / "work"),
                         "--cache-dir", str(folder / "cache"),
                         "--registry-mirror", f"ghcr.io={registry.url}",
+                        "--outbound-allow", "127.0.0.0/8",
                         "--log-level", "ERROR",
                     ]
                 )  # fmt: skip

@@ -10,15 +10,16 @@ import pytest
 
 from workers.creator.cache import ContentCache
 from workers.creator.download import ContentError
-from workers.creator.tests.conftest import publish, sha256_of
+from workers.creator.tests.conftest import LOOPBACK, publish, sha256_of
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def python(code: str, **kwargs) -> subprocess.Popen:
     """Another process using the cache, as a second build would."""
+    loopback = "from workers.creator.tests.conftest import LOOPBACK\n"
     return subprocess.Popen(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", loopback + code],
         cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -30,7 +31,7 @@ def python(code: str, **kwargs) -> subprocess.Popen:
 
 @pytest.fixture
 def cache(tmp_path):
-    with ContentCache(tmp_path / "cache", 100 * 1024 * 1024) as cache:
+    with ContentCache(tmp_path / "cache", 100 * 1024 * 1024, allowed=LOOPBACK) as cache:
         yield cache
 
 
@@ -85,7 +86,7 @@ def test_a_download_killed_halfway_is_resumed_by_the_next_fetch(
     root = tmp_path / "cache"
     child = python(
         "from workers.creator.cache import ContentCache\n"
-        f"ContentCache({str(root)!r}, 10**8).fetch({url + path!r})\n"
+        f"ContentCache({str(root)!r}, 10**8, allowed=LOOPBACK).fetch({url + path!r})\n"
     )
     parts = root / "tmp"
     deadline = time.monotonic() + 30
@@ -100,7 +101,7 @@ def test_a_download_killed_halfway_is_resumed_by_the_next_fetch(
     assert 0 < kept < zim_files[2].stat().st_size
     state.delay = 0
 
-    with ContentCache(root, 10**8) as cache:
+    with ContentCache(root, 10**8, allowed=LOOPBACK) as cache:
         fetched = cache.fetch(url + path)
 
     assert state.gets(path) == [None, f"bytes={kept}-"]
@@ -184,7 +185,7 @@ def test_eviction_keeps_the_limit_and_never_evicts_a_pinned_entry(
     url, state = http_server
     small, medium, big = (url + publish(state, zim) for zim in zim_files)
     limit = 1_600_000
-    with ContentCache(tmp_path / "cache", limit) as cache:
+    with ContentCache(tmp_path / "cache", limit, allowed=LOOPBACK) as cache:
         kept = cache.fetch(small)  # stays pinned, as in a running build
         cache.unpin(cache.fetch(medium))
         time.sleep(0.01)  # distinct mtimes for the LRU order
@@ -213,13 +214,14 @@ def test_a_pin_held_by_another_process_prevents_eviction(
     holder = python(
         "import sys\n"
         "from workers.creator.cache import ContentCache\n"
-        f"path = ContentCache({str(root)!r}, 1_600_000).fetch({medium!r})\n"
+        f"cache = ContentCache({str(root)!r}, 1_600_000, allowed=LOOPBACK)\n"
+        f"path = cache.fetch({medium!r})\n"
         "print(path, flush=True)\n"
         "sys.stdin.read()\n"
     )
     held = Path(holder.stdout.readline().strip())
     try:
-        with ContentCache(root, 1_600_000) as cache:
+        with ContentCache(root, 1_600_000, allowed=LOOPBACK) as cache:
             assert cache.is_pinned(held)
             cache.unpin(cache.fetch(big))  # 600 KB + 900 KB fit
             cache.fetch(small)  # no room: only the big one may go
@@ -230,7 +232,7 @@ def test_a_pin_held_by_another_process_prevents_eviction(
     finally:
         holder.communicate("")
 
-    with ContentCache(root, 1_600_000) as cache:
+    with ContentCache(root, 1_600_000, allowed=LOOPBACK) as cache:
         assert not cache.is_pinned(held)
         cache.fetch(big)
         assert not held.exists()
@@ -274,7 +276,8 @@ def test_two_processes_fetching_the_same_url_download_it_once(
     state.delay = 0.02
     code = (
         "from workers.creator.cache import ContentCache\n"
-        f"print(ContentCache({str(tmp_path / 'cache')!r}, 10**8).fetch({url + path!r}))"
+        f"cache = ContentCache({str(tmp_path / 'cache')!r}, 10**8, allowed=LOOPBACK)\n"
+        f"print(cache.fetch({url + path!r}))"
     )
     children = [python(code) for _ in range(2)]
     outputs = [child.communicate(timeout=60) for child in children]

@@ -16,7 +16,7 @@ from workers.creator.oci import (
     repo_tag,
 )
 from workers.creator.recipe import OciImage
-from workers.creator.tests.conftest import TINY_IMAGE, mirrors
+from workers.creator.tests.conftest import LOOPBACK, TINY_IMAGE, mirrors
 
 
 def image(ident=TINY_IMAGE) -> OciImage:
@@ -37,7 +37,7 @@ def arm64_layer(layout) -> str:
 
 @pytest.fixture
 def cache(tmp_path):
-    with ContentCache(tmp_path / "cache", 10**9) as cache:
+    with ContentCache(tmp_path / "cache", 10**9, allowed=LOOPBACK) as cache:
         yield cache
 
 
@@ -121,8 +121,9 @@ def test_an_unknown_image_fails_with_one_line_naming_it(puller):
 
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith(
-        "oci_images[0]: cannot pull ghcr.io/offspot/absent:1.0 for linux/arm64/v8"
+    assert message == (
+        "oci_images[0]: cannot pull ghcr.io/offspot/absent:1.0 for linux/arm64/v8: "
+        "the registry has no such image (the creator's log has skopeo's message)"
     )
     assert not error.value.retryable
 
@@ -180,3 +181,25 @@ def test_the_mirror_replaces_the_registry_without_falling_back(cache, tmp_path):
     assert 'location = "10.0.0.5:5000"' in conf
     assert "insecure = true" in conf
     assert "[[registry.mirror]]" not in conf
+
+
+def test_a_registry_on_a_refused_address_is_never_dialled(registry, tmp_path):
+    """Without the operator's list, neither a mirror on loopback nor a registry
+    named by a private address is given to skopeo."""
+    before = len(registry.requests_for("/v2/"))
+    with ContentCache(tmp_path / "cache", 10**9) as public_only:
+        puller = Puller(public_only, mirrors=mirrors(registry), config_dir=tmp_path)
+        with pytest.raises(OciError) as refused:
+            puller.pull(image())
+        assert str(refused.value) == (
+            f"oci_images[0]: cannot pull {TINY_IMAGE}: registry {registry.host}: "
+            "127.0.0.1 is not a public address"
+        )
+        assert not refused.value.retryable
+
+        bare = Puller(public_only, config_dir=tmp_path)
+        with pytest.raises(
+            OciError, match=r"registry 10\.0\.0\.5:5000: 10\.0\.0\.5 is"
+        ):
+            bare.pull(image("10.0.0.5:5000/offspot/tiny:1.0"))
+    assert len(registry.requests_for("/v2/")) == before
