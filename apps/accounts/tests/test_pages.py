@@ -24,12 +24,14 @@ class HomeTests(TestCase):
         self.client.force_login(make_user(Role.CLIENT))
         self.assertRedirects(self.client.get("/"), "/orders/")
 
-    def test_staff_land_on_the_staff_home(self):
+    def test_staff_land_on_the_workshop_board(self):
         for role in (Role.MANAGER, Role.ADMIN):
             with self.subTest(role=role):
                 self.client.force_login(make_user(role))
                 response = self.client.get("/")
-                self.assertRedirects(response, "/admin/", fetch_redirect_response=False)
+                self.assertRedirects(
+                    response, "/ops/board/", fetch_redirect_response=False
+                )
 
     @override_settings(STAFF_HOME_URL="client:configuration_list")
     def test_the_staff_home_is_one_setting(self):
