@@ -11,13 +11,13 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the service and its tools need at run time (systemd: systemctl
 # and journalctl for whost start and whost logs on a writer host; skopeo: the
-# creator pulls the hotspot's OCI images with it).
+# creator pulls the hotspot's OCI images with it; docker-registry: the demo's
+# local registry standing in for ghcr.io, which this machine may not reach).
 RUNTIME_PACKAGES=(python3 python3-venv gettext e2fsprogs fdisk mtools xz-utils zstd
-  bmap-tools zim-tools kiwix-tools udev systemd skopeo)
-# Extra ones for the tests: real database and cache servers, FTP clients,
-# faketime (whost doctor's clock check with a clock five minutes ahead) and a
-# local OCI registry for the creator's images (docker-registry; skopeo pushes).
-TEST_PACKAGES=(postgresql redis-server lftp curl openssl faketime docker-registry)
+  bmap-tools zim-tools kiwix-tools udev systemd skopeo docker-registry)
+# Extra ones for the tests: real database and cache servers, FTP clients and
+# faketime (whost doctor's clock check with a clock five minutes ahead).
+TEST_PACKAGES=(postgresql redis-server lftp curl openssl faketime)
 # The Docker test (scripts/test-docker.sh): Debian's Docker engine and client
 # (20.10, BuildKit built in), docker-compose 1.29 and mmdebstrap for the base image.
 DOCKER_TEST_PACKAGES=(docker.io docker-compose mmdebstrap)
