@@ -11,10 +11,12 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the service and its tools need at run time (systemd: systemctl
 # and journalctl for whost start and whost logs on a writer host; skopeo: the
-# creator pulls the hotspot's OCI images with it; docker-registry: the demo's
-# local registry standing in for ghcr.io, which this machine may not reach).
+# creator pulls the hotspot's OCI images with it).
 RUNTIME_PACKAGES=(python3 python3-venv gettext e2fsprogs fdisk mtools xz-utils zstd
-  bmap-tools zim-tools kiwix-tools udev systemd skopeo docker-registry)
+  bmap-tools zim-tools kiwix-tools udev systemd skopeo)
+# The demo's and the tests' local OCI registry, standing in for ghcr.io (which
+# this machine may not reach): not needed where the service runs for real.
+DEMO_PACKAGES=(docker-registry)
 # Extra ones for the tests: real database and cache servers, FTP clients and
 # faketime (whost doctor's clock check with a clock five minutes ahead).
 TEST_PACKAGES=(postgresql redis-server lftp curl openssl faketime)

@@ -26,6 +26,7 @@ for arg in "$@"; do
 done
 
 ensure_packages "${RUNTIME_PACKAGES[@]}"
+[ "$serve" -eq 1 ] && ensure_packages "${DEMO_PACKAGES[@]}"
 ensure_venv requirements.txt
 compile_translations
 
