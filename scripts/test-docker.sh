@@ -91,7 +91,7 @@ fi
 
 [ "$(id -u)" -eq 0 ] || skip "it needs root (dockerd, loop devices); run it as root"
 [ -e /dev/loop-control ] || skip "/dev/loop-control is missing (the loop driver, for the card)"
-(ensure_packages "${RUNTIME_PACKAGES[@]}" "${TEST_PACKAGES[@]}" "${DOCKER_TEST_PACKAGES[@]}") ||
+(ensure_packages "${RUNTIME_PACKAGES[@]}" "${DEMO_PACKAGES[@]}" "${TEST_PACKAGES[@]}" "${DOCKER_TEST_PACKAGES[@]}") ||
   skip "the Debian packages ${DOCKER_TEST_PACKAGES[*]} could not be installed"
 ensure_venv requirements-dev.txt
 ensure_postgres
