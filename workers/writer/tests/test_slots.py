@@ -73,7 +73,7 @@ def test_a_card_is_present_with_its_capacity_only_while_attached(
     loop_card_slots, tmp_path
 ):
     slot = loop_card_slots()
-    card = make_card(tmp_path / "card.raw", 24 * MiB)
+    card = make_card(tmp_path / "card.raw", 24 * MiB, capacity=24 * MiB)
 
     assert card_in(slot.device) is None  # a loop device without a file: size 0
     slot.insert(card)
@@ -140,7 +140,7 @@ def test_file_slots_are_read_beside_device_slots_and_keep_their_prefix():
 
 def test_a_file_slot_holds_the_card_file_its_path_points_to(tmp_path):
     slot = FileCardSlot(tmp_path / "slots" / "slot-1")
-    card = make_card(tmp_path / "card.raw", 8 * MiB)
+    card = make_card(tmp_path / "card.raw", 8 * MiB, capacity=8 * MiB)
 
     assert card_in(slot.device) is None  # the path does not exist
     slot.insert(card)
