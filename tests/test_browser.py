@@ -168,6 +168,12 @@ class Workers:
         self.slot(slot, "writing", percent, card_gb=card_gb)
 
 
+def results(page: Browser) -> list[str]:
+    """The catalog entries the picker lists now (their ids)."""
+    found = page.find_all(marked("picker-result"))
+    return [element.get_attribute("data-entry") for element in found]
+
+
 def percent_of(page: Browser, selector: str) -> str | None:
     return page.attribute(selector, "data-percent")
 
@@ -203,16 +209,7 @@ def test_a_client_designs_a_configuration_orders_cards_and_watches_each_copy(
     # The picker's search narrows the results without reloading the page.
     page.mark_document()
     page.fill("picker-search", "chemistry")
-    page.wait(
-        lambda: (
-            [
-                e.get_attribute("data-entry")
-                for e in page.find_all(marked("picker-result"))
-            ]
-            == [str(small.pk)]
-        ),
-        "the search to list the chemistry file alone",
-    )
+    page.wait(lambda: results(page) == [str(small.pk)], "the chemistry file alone")
     page.shot("searched")
 
     page.click(
@@ -229,8 +226,11 @@ def test_a_client_designs_a_configuration_orders_cards_and_watches_each_copy(
     assert "8 GB" in page.text(marked("picker-smallest-card"))
     page.shot("first-entry-picked")
 
-    page.fill("picker-search", "wikipedia")
-    page.wait_for(f'{marked("picker-result")}[data-entry="{big.pk}"]', "the big file")
+    # Words and a language: the Spanish file of the two "schools" ones.
+    page.fill("picker-search", "schools")
+    page.wait(lambda: len(results(page)) == 2, "both schools files")
+    page.choose("picker-language", "es")
+    page.wait(lambda: results(page) == [str(big.pk)], "the Spanish file alone")
     page.click(
         f'{marked("picker-result")}[data-entry="{big.pk}"] {marked("picker-add")}'
     )
@@ -247,6 +247,8 @@ def test_a_client_designs_a_configuration_orders_cards_and_watches_each_copy(
     assert page.same_document()
     page.shot("second-entry-picked")
 
+    # The hotspot in French, while the picker's filter says Spanish.
+    page.choose("id_language", "fr")
     page.click(marked("configuration-save"))
     page.wait_for(marked("configuration-order"), "the saved configuration's page")
     saved = Configuration.objects.get(owner=world.client, name="Browser kit")
@@ -254,7 +256,7 @@ def test_a_client_designs_a_configuration_orders_cards_and_watches_each_copy(
         small.download_url,
         big.download_url,
     ]
-    assert saved.min_card_size_gb == 16
+    assert (saved.language, saved.min_card_size_gb) == ("fr", 16)
     page.shot("configuration-saved")
 
     page.click(marked("configuration-order"))
