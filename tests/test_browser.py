@@ -375,6 +375,8 @@ def test_the_pages_speak_french_and_the_switcher_goes_back_to_english(
 ):
     world = World()
     placed = order(world.client, configuration(world.client, name="Kit scolaire"))
+    source = CatalogSource.objects.create(url="https://library.example.org")
+    entry = catalog_entry(source, 1, "Chimie", 10**9)
     Workers(live_server.url, world).build_and_transfer(placed.pk)
     compiled = "compile the translations: manage.py compilemessages"
     client = browser("client", "fr")
@@ -388,6 +390,21 @@ def test_the_pages_speak_french_and_the_switcher_goes_back_to_english(
     log_in(client, "client", PASSWORD)
     assert client.language == "fr"
     assert client.text(marked("nav-orders")) == "Commandes"
+    # The picker in French: the same parts, sizes with a decimal comma.
+    client.open("/configurations/new/")
+    client.wait_for(marked("picker"))
+    client.click(
+        f'{marked("picker-result")}[data-entry="{entry.pk}"] {marked("picker-add")}'
+    )
+    client.wait(
+        lambda: (
+            client.attribute(marked("picker-total"), "data-bytes") == str(entry.size)
+        ),
+        "the total of the picked file",
+    )
+    assert client.text(marked("picker-total")).startswith("953,6 ")
+    assert client.attribute(marked("picker-smallest-card"), "data-gb") == "8"
+    client.shot("picker")
     client.open(f"/orders/{placed.pk}/")
     client.wait_for(marked("order-progress"))
     assert "Commande" in [h2.text for h2 in client.find_all("h2")]
