@@ -146,9 +146,9 @@ def problems(path: Path) -> list[str]:
     return found
 
 
-def extract(into: Path) -> Path:
+def extract(into: Path, languages: list[str]) -> Path:
     """Run makemessages on a copy of the project (it rewrites the catalogs it
-    finds) and return the copy's French catalog."""
+    finds) and return the copy's locale folder."""
     shutil.copytree(
         ROOT,
         into,
@@ -157,14 +157,15 @@ def extract(into: Path) -> Path:
         ),
         symlinks=True,
     )
-    command = [sys.executable, "manage.py", "makemessages", "-l", "fr"]
+    command = [sys.executable, "manage.py", "makemessages"]
+    command += [f"--locale={language}" for language in languages]
     command += [f"--ignore={folder}" for folder in IGNORED]
     done = subprocess.run(command, cwd=into, capture_output=True, text=True)
     if done.returncode != 0:
         raise AssertionError(
             f"makemessages failed (is gettext installed?): {done.stderr.strip()}"
         )
-    return into / "locale/fr/LC_MESSAGES/django.po"
+    return into / "locale"
 
 
 class CatalogTests(SimpleTestCase):
@@ -174,21 +175,31 @@ class CatalogTests(SimpleTestCase):
                 found = problems(path)
                 self.assertEqual(found, [], "\n".join(found))
 
-    def test_the_french_catalog_holds_exactly_the_strings_the_code_marks(self):
-        committed = ROOT / "locale/fr/LC_MESSAGES/django.po"
+    def test_each_catalog_holds_exactly_the_strings_the_code_marks(self):
+        paths = {path.parents[1].name: path for path in catalogs()}
         with tempfile.TemporaryDirectory() as folder:
-            extracted = extract(Path(folder, "project"))
-            wanted = {e.key for e in read_po(extracted) if not e.obsolete}
-        held = {e.key for e in read_po(committed) if not e.obsolete}
-        missing = sorted(wanted - held, key=str)
-        stale = sorted(held - wanted, key=str)
-        self.assertEqual(
-            (missing, stale),
-            ([], []),
-            "locale/fr/LC_MESSAGES/django.po is out of date: run the makemessages "
-            "command of the README's Translations section and translate the new "
-            f"entries.\nNew strings: {missing}\nNo longer in the code: {stale}",
-        )
+            extracted = extract(Path(folder, "project"), sorted(paths))
+            wanted = {
+                language: {
+                    e.key
+                    for e in read_po(extracted / language / "LC_MESSAGES/django.po")
+                    if not e.obsolete
+                }
+                for language in paths
+            }
+        for language, path in paths.items():
+            with self.subTest(language=language):
+                held = {e.key for e in read_po(path) if not e.obsolete}
+                missing = sorted(wanted[language] - held, key=str)
+                stale = sorted(held - wanted[language], key=str)
+                self.assertEqual(
+                    (missing, stale),
+                    ([], []),
+                    f"{path.relative_to(ROOT)} is out of date: run the makemessages "
+                    "command of the README's Languages section and translate the "
+                    f"new entries.\nNew strings: {missing}\n"
+                    f"No longer in the code: {stale}",
+                )
 
 
 class CheckerTests(SimpleTestCase):
