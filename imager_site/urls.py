@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -10,7 +11,7 @@ from rest_framework.routers import APIRootView, DefaultRouter
 
 from apps.accounts import urls as accounts_pages
 from apps.accounts.api import urls as accounts_api
-from apps.accounts.views import home
+from apps.accounts.views import home, set_language
 from apps.catalog.api import urls as catalog_api
 from apps.common.api.views import HealthView
 from apps.orders import urls as client_pages
@@ -52,11 +53,13 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
         name="redoc",
     ),
-    path("i18n/", include("django.conf.urls.i18n")),
+    # Django's URL for its set_language view, through ours, which also saves a
+    # signed-in user's choice.
+    path("i18n/setlang/", set_language, name="set_language"),
 ]
 
-admin.site.site_header = "Imager service"
-admin.site.site_title = "Imager service"
+admin.site.site_header = _("Imager service")
+admin.site.site_title = _("Imager service")
 # Uploaded files (the clients' branding) are never served as they are: they reach
 # the creator inside the hotspot's configuration, and people through views that
 # check who asks.

@@ -66,7 +66,7 @@ class User(UUIDModel, AbstractBaseUser, PermissionsMixin):
         max_length=10,
         choices=settings.LANGUAGES,
         default="en",
-        help_text=_("Language of the e-mails this user receives."),
+        help_text=_("Language of the pages and e-mails this user reads."),
     )
     role = models.CharField(
         _("role"), max_length=20, choices=Role.choices, default=Role.CLIENT

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
+from django.views import i18n
 
 from apps.accounts.models import Role
 
@@ -21,6 +22,24 @@ def home(request):
     if role == Role.CLIENT:
         return redirect("client:order_list")
     raise PermissionDenied(_("This account is for a worker, which uses the API."))
+
+
+def set_language(request):
+    """Django's ``set_language`` (the switcher's form: cookie, then back to the
+    page), which also saves the choice as a signed-in user's preference, so their
+    pages and e-mails follow it on any browser."""
+    response = i18n.set_language(request)
+    language = request.POST.get("language", "")
+    user = request.user
+    if (
+        request.method == "POST"
+        and user.is_authenticated
+        and language in dict(settings.LANGUAGES)
+        and language != user.language
+    ):
+        user.language = language
+        user.save(update_fields=["language"])
+    return response
 
 
 class PasswordResetView(auth_views.PasswordResetView):

@@ -29,14 +29,18 @@ AUDIENCE = {
 }
 
 
-def operator_emails() -> list[str]:
+def operator_emails() -> dict[str, str]:
+    """Operators' addresses and the language each reads: a manager's own
+    preference, the site's language for OPERATOR_EMAILS (no account to ask)."""
+    found = dict.fromkeys(settings.OPERATOR_EMAILS, settings.LANGUAGE_CODE)
     managers = (
         get_user_model()
         .objects.filter(role__in=Role.staff(), is_active=True)
         .exclude(email="")
-        .values_list("email", flat=True)
+        .values_list("email", "language")
     )
-    return sorted({*managers, *settings.OPERATOR_EMAILS})
+    found.update(managers)
+    return found
 
 
 def _context(context: dict) -> dict:
@@ -56,6 +60,8 @@ def _context(context: dict) -> dict:
     for key in ("host", "slot_name", "download_url"):
         if key in context:
             loaded[key] = context[key]
+    if "silent_minutes" in context:
+        loaded["silent_minutes"] = int(context["silent_minutes"])
     if "download_expires_at" in context:
         loaded["download_expires_at"] = datetime.fromisoformat(
             context["download_expires_at"]
@@ -77,8 +83,8 @@ def recipients(kind: str, loaded: dict) -> list[tuple[str, str, str]]:
             language = order.config.get("language", settings.LANGUAGE_CODE)
             found.setdefault(order.recipient_email, (language, who))
         elif who == "operators":
-            for address in operator_emails():
-                found.setdefault(address, (settings.LANGUAGE_CODE, who))
+            for address, language in sorted(operator_emails().items()):
+                found.setdefault(address, (language, who))
     return [(address, *found[address]) for address in sorted(found)]
 
 

@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import resolve_url
 from django.utils.http import urlencode
+from django.utils.translation import gettext as _
 
 from apps.accounts.models import Role
 
@@ -43,7 +44,7 @@ def staff_required(view):
                 return response
             return redirect_to_login(request.get_full_path())
         if not is_staff(user):
-            raise PermissionDenied("Operators' pages are for managers and admins.")
+            raise PermissionDenied(_("Operators' pages are for managers and admins."))
         return view(request, *args, **kwargs)
 
     return checked

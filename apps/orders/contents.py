@@ -84,6 +84,9 @@ def file_name_problem(name: str) -> str | None:
     if "/" in name:
         return _("its name “%(name)s” contains a / (%%2F in the URL)") % {"name": name}
     if "\x00" in name:
+        # Not %-formatted: %00 is the URL's own escape, so tell gettext (and the
+        # placeholder check) that this is no format string.
+        # xgettext:no-python-format
         return _("its name contains a NUL character (%00 in the URL)")
     if any(ord(char) < 32 or ord(char) == 127 for char in name):
         return _("its name contains a control character")

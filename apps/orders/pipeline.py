@@ -17,6 +17,11 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+# A fixed history message is stored in English (gettext_noop) and translated when
+# shown: the process that records it (often a worker's API call) is not in the
+# language of the person who reads it. Messages with details stay as written.
+from django.utils.translation import gettext_noop
+
 from apps.notifications.services import notify
 from apps.orders import cards, links, recipes
 from apps.orders.models import (
@@ -94,7 +99,7 @@ def place_order(
     cards.check_fits(order.image_bytes, card_size_gb)
     order.save()
     order.events.create(
-        status=OrderStatus.PENDING, actor=owner, message=_("Order placed.")
+        status=OrderStatus.PENDING, actor=owner, message=gettext_noop("Order placed.")
     )
     create_build_task(order)
     notify("order_placed", order_id=order.pk)
@@ -111,7 +116,7 @@ def cancel_order(*, order: Order, actor, reason: str = "") -> Order:
             }
         )
     if not order.move_to(
-        OrderStatus.CANCELED, actor=actor, message=reason or _("Canceled.")
+        OrderStatus.CANCELED, actor=actor, message=reason or gettext_noop("Canceled.")
     ):
         raise ValidationError({"status": CHANGED_MEANWHILE})
     stop_work(order)
@@ -126,7 +131,7 @@ def ship_order(*, order: Order, actor, carrier: str = "", tracking: str = "") ->
     moved = order.move_to(
         OrderStatus.SHIPPED,
         actor=actor,
-        message=_("Shipped."),
+        message=gettext_noop("Shipped."),
         shipment_carrier=carrier,
         shipment_tracking=tracking,
         shipped_at=timezone.now(),
@@ -264,7 +269,7 @@ def on_build_claimed(task: Task) -> None:
         task.order_id,
         current=OrderStatus.PENDING,
         to=OrderStatus.BUILDING,
-        message="Build started.",
+        message=gettext_noop("Build started."),
     )
 
 
@@ -283,9 +288,11 @@ def on_image_verified(image: Image) -> None:
         Image.objects.filter(pk=image.pk).update(state=ImageState.DELETABLE)
         return
     if order.status == OrderStatus.PENDING:
-        order.move_to(OrderStatus.BUILDING, message="Image uploaded.")
+        order.move_to(OrderStatus.BUILDING, message=gettext_noop("Image uploaded."))
     if not order.move_to(
-        OrderStatus.BUILT, message="Image built and verified.", image=image
+        OrderStatus.BUILT,
+        message=gettext_noop("Image built and verified."),
+        image=image,
     ):
         return
     if order.kind == OrderKind.DOWNLOAD:
@@ -407,7 +414,7 @@ def on_write_claimed(task: Task) -> None:
         task.order_id,
         current=OrderStatus.BUILT,
         to=OrderStatus.WRITING,
-        message="Writing the first card.",
+        message=gettext_noop("Writing the first card."),
     )
 
 
@@ -432,7 +439,9 @@ def complete_if_all_written(order: Order) -> None:
         return
     if order.status == OrderStatus.BUILT:
         order.move_to(OrderStatus.WRITING)
-    if order.move_to(OrderStatus.PENDING_SHIPMENT, message="All cards written."):
+    if order.move_to(
+        OrderStatus.PENDING_SHIPMENT, message=gettext_noop("All cards written.")
+    ):
         notify("order_written", order_id=order.pk)
 
 

@@ -1,5 +1,6 @@
 import re
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
@@ -24,7 +25,7 @@ LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 def _query(request, name: str, longest: int) -> str:
     value = request.query_params.get(name, "").strip()
     if len(value) > longest:
-        raise ValidationError({name: [f"At most {longest} characters."]})
+        raise ValidationError({name: [_("At most %(n)d characters.") % {"n": longest}]})
     return value
 
 
@@ -49,7 +50,7 @@ class EntryViewSet(viewsets.ReadOnlyModelViewSet):
         language = _query(self.request, "language", 20).lower()
         if language and not LANGUAGE.match(language):
             raise ValidationError(
-                {"language": ["Use an ISO 639-3 (fra) or 639-1 (fr) code."]}
+                {"language": [_("Use an ISO 639-3 (fra) or 639-1 (fr) code.")]}
             )
         return Entry.objects.search(
             _query(self.request, "search", 200),

@@ -72,6 +72,21 @@ class NotificationTests(TestCase):
         self.assertEqual(mail.outbox[0].subject, "Commande reçue : School kit")
         self.assertIn("Nous avons bien reçu votre commande", mail.outbox[0].body)
 
+    @override_settings(OPERATOR_EMAILS=["desk@example.org"], LANGUAGE_CODE="en")
+    def test_each_manager_reads_operator_mail_in_their_own_language(self):
+        self.world.manager.language = "fr"
+        self.world.manager.save()
+        send_notification("worker_problem", {**self.context(), "silent_minutes": "3"})
+        by_address = {m.to[0]: m for m in mail.outbox}
+        self.assertEqual(set(by_address), {"desk@example.org", "ops@example.org"})
+        french, english = by_address["ops@example.org"], by_address["desk@example.org"]
+        self.assertIn("Problème d'agent", french.subject)
+        self.assertIn("Il ne donne plus de nouvelles depuis 3 minutes.", french.body)
+        # An address of OPERATOR_EMAILS has no account: the site's language.
+        self.assertIn("Worker problem", english.subject)
+        self.assertIn("It stopped reporting 3 minutes ago.", english.body)
+        self.assertNotIn("disk full", english.body)
+
     def test_the_shipment_goes_to_the_recipient_in_the_hotspot_language(self):
         self.order.shipment_tracking = "LP123"
         self.order.save()

@@ -116,7 +116,9 @@ class OrderViewSet(
         if status:
             if status not in OrderStatus.values:
                 known = ", ".join(OrderStatus.values)
-                raise ValidationError({"status": [f"Use one of: {known}."]})
+                raise ValidationError(
+                    {"status": [_("Use one of: %(known)s.") % {"known": known}]}
+                )
             queryset = queryset.filter(status=status)
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(

@@ -2,6 +2,7 @@ from uuid import uuid4
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -190,7 +191,9 @@ class TaskViewSet(
             if value:
                 if value not in choices.values:
                     known = ", ".join(choices.values)
-                    raise serializers.ValidationError({field: f"Use one of: {known}."})
+                    raise serializers.ValidationError(
+                        {field: _("Use one of: %(known)s.") % {"known": known}}
+                    )
                 queryset = queryset.filter(**{field: value})
         if params.get("order"):
             queryset = queryset.filter(order_id=params["order"])
@@ -300,7 +303,9 @@ class TaskViewSet(
         task for managers."""
         task = self.task(pk)
         if task.image is None:
-            raise serializers.ValidationError({"task": "This task has no image yet."})
+            raise serializers.ValidationError(
+                {"task": _("This task has no image yet.")}
+            )
         data = ImageSerializer(task.image).data
         data["ftp_url"] = task.image.warehouse.ftp_url
         return Response(data)
@@ -349,7 +354,11 @@ class WarehouseViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         warehouse = Warehouse.objects.filter(account=self.request.user).first()
         if warehouse is None:
             raise serializers.ValidationError(
-                {"warehouse": "Send a heartbeat first: this account has no warehouse."}
+                {
+                    "warehouse": _(
+                        "Send a heartbeat first: this account has no warehouse."
+                    )
+                }
             )
         return warehouse
 

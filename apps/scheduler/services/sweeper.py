@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from apps.notifications.services import notify
 from apps.orders import pipeline
@@ -112,7 +113,8 @@ def mark_offline(now, report: SweepReport) -> None:
             notify(
                 "worker_problem",
                 worker_id=worker.pk,
-                message=f"{worker} stopped reporting {minutes} minutes ago.",
+                # The e-mail says it in each reader's language.
+                silent_minutes=minutes,
             )
 
 
@@ -120,7 +122,9 @@ def expire_orders(now, report: SweepReport) -> None:
     for order in Order.objects.filter(expires_at__lte=now).exclude(
         status=OrderStatus.EXPIRED
     )[:BATCH]:
-        if order.move_to(OrderStatus.EXPIRED, message="Retention period ended."):
+        if order.move_to(
+            OrderStatus.EXPIRED, message=gettext_noop("Retention period ended.")
+        ):
             report.expired += 1
     # Two steps: MongoDB cannot update() across a relation (DESIGN 3).
     expired = Order.objects.filter(status=OrderStatus.EXPIRED).values_list(

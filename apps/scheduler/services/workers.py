@@ -100,7 +100,7 @@ def warehouse_heartbeat(*, account, name: str, **reported) -> Warehouse:
     fields = {**reported, "last_seen": timezone.now(), "account": account}
     warehouse = Warehouse.objects.filter(name=name).first()
     if warehouse is not None and warehouse.account_id != account.pk:
-        raise PermissionDenied("This warehouse belongs to another account.")
+        raise PermissionDenied(_("This warehouse belongs to another account."))
     if warehouse is None:
         warehouse = Warehouse.objects.create(name=name, **fields)
     else:
