@@ -8,7 +8,8 @@
   the API with their JWTs, as the creator, the warehouse and the writer host do.
 - A manager sees on the workshop board which slot to fill with which card, and
   the board follow the writer's progress by itself.
-- The same pages in French, and the language switcher back to English.
+- The same pages in French; a signed-in user's own language winning over the
+  browser's, and the language switcher to French and back.
 
 Every step leaves a screenshot under var/test-artifacts/browser/<test>/, and any
 error in the browser's console fails the test. They run once, in the SQLite
@@ -370,10 +371,13 @@ def test_a_manager_sees_which_slot_to_fill_with_which_card(browser, live_server)
     page.shot("slot-1-writing")
 
 
-def test_the_pages_speak_french_and_the_switcher_goes_back_to_english(
+def test_the_pages_speak_french_and_the_switcher_changes_the_language(
     browser, live_server
 ):
     world = World()
+    # The client's account is in French; the manager's in English (the default).
+    world.client.language = "fr"
+    world.client.save(update_fields=["language"])
     placed = order(world.client, configuration(world.client, name="Kit scolaire"))
     source = CatalogSource.objects.create(url="https://library.example.org")
     entry = catalog_entry(source, 1, "Chimie", 10**9)
@@ -381,11 +385,12 @@ def test_the_pages_speak_french_and_the_switcher_goes_back_to_english(
     compiled = "compile the translations: manage.py compilemessages"
     client = browser("client", "fr")
 
+    # Before logging in, the browser's language (Chromium asks for French).
     client.open("/")
     client.wait_for(marked("login-form"))
     assert client.language == "fr"
-    # Django's own words and the project's, as translated in locale/fr.
-    assert client.label_of("id_username").startswith("Nom d'utilisateur"), compiled
+    assert client.text("h1") == "Se connecter", compiled
+    assert client.label_of("id_username").startswith("Nom d'utilisateur")
     assert client.label_of("id_password").startswith("Mot de passe")
     log_in(client, "client", PASSWORD)
     assert client.language == "fr"
@@ -404,28 +409,41 @@ def test_the_pages_speak_french_and_the_switcher_goes_back_to_english(
     )
     assert client.text(marked("picker-total")).startswith("953,6 ")
     assert client.attribute(marked("picker-smallest-card"), "data-gb") == "8"
+    assert "Contenu, au total" in client.text(marked("picker-summary"))
     client.shot("picker")
     client.open(f"/orders/{placed.pk}/")
     client.wait_for(marked("order-progress"))
     assert "Commande" in [h2.text for h2 in client.find_all("h2")]
+    assert "Étapes" in [h2.text for h2 in client.find_all("h2")]
     client.shot("order")
 
+    # A signed-in user's own language wins over the browser's.
     manager = browser("manager", "fr")
     log_in(manager, "manager", PASSWORD)
     assert manager.path == "/ops/board/"
-    assert manager.language == "fr"
+    assert manager.language == "en"
     # Staff have the client's pages too, in a menu: the bar's own link here.
     ops_orders = "a.nav-link" + marked("nav-orders")
+    assert manager.text(ops_orders) == "Orders"
+    manager.shot("board-in-english")
+
+    # The switcher in the navigation bar: French, kept as the account's choice.
+    manager.choose("language", "fr")
+    manager.wait(lambda: manager.language == "fr", "the board in French")
+    assert manager.path == "/ops/board/"
     assert manager.text(ops_orders) == "Commandes"
+    assert manager.text(marked("nav-board")) == "Atelier"
     assert manager.text(marked("nav-users")) == "Comptes"
     slot = f'{marked("slot")}[data-slot="slot-1"]'
     assert manager.attribute(slot, "data-insert-gb") == "8"
-    manager.shot("board")
+    instruction = manager.text(f"{slot} {marked('slot-instruction')}")
+    assert instruction == "Insérez une carte vide de 8 Go."
+    world.manager.refresh_from_db()
+    assert world.manager.language == "fr"
+    manager.shot("board-in-french")
 
-    # The switcher in the navigation bar: English for the rest of the session.
+    # And back to English.
     manager.choose("language", "en")
-    manager.wait(lambda: manager.language == "en", "the page in English")
-    assert manager.path == "/ops/board/"
-    assert manager.text(ops_orders) == "Orders"
+    manager.wait(lambda: manager.language == "en", "the board in English")
     assert manager.text(marked("nav-board")) == "Workshop"
-    manager.shot("board-in-english")
+    manager.shot("board-in-english-again")
