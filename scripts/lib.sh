@@ -20,6 +20,9 @@ DEMO_PACKAGES=(docker-registry)
 # Extra ones for the tests: real database and cache servers, FTP clients and
 # faketime (whost doctor's clock check with a clock five minutes ahead).
 TEST_PACKAGES=(postgresql redis-server lftp curl openssl faketime)
+# The browser tests (tests/test_browser.py): Debian's headless Chromium and the
+# chromedriver Selenium drives it with.
+BROWSER_TEST_PACKAGES=(chromium chromium-driver)
 # The Docker test (scripts/test-docker.sh): Debian's Docker engine and client
 # (20.10, BuildKit built in), docker-compose 1.29 and mmdebstrap for the base image.
 DOCKER_TEST_PACKAGES=(docker.io docker-compose mmdebstrap)

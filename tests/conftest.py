@@ -72,3 +72,12 @@ def certificate(tmp_path):
         )
     )
     return str(cert_path), str(key_path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test: the browser tests' fixture looks
+    at it to save a screenshot of a failure."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

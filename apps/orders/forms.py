@@ -56,11 +56,18 @@ class ConfigurationForm(forms.ModelForm):
     """A configuration, new or edited by its owner. On an edit, empty password
     fields keep the current passwords (they are never shown)."""
 
+    # Declared fields get no initial value from the model's default: without
+    # one, a new configuration's lists would show their first choice
+    # (Afrikaans, Africa/Abidjan) as if it were chosen.
     language = forms.ChoiceField(
-        label=capfirst(_("language")), choices=language_options
+        label=capfirst(_("language")),
+        choices=language_options,
+        initial=Configuration._meta.get_field("language").default,
     )
     timezone = forms.ChoiceField(
-        label=capfirst(_("time zone")), choices=timezone_choices
+        label=capfirst(_("time zone")),
+        choices=timezone_choices,
+        initial=Configuration._meta.get_field("timezone").default,
     )
     admin_password = forms.CharField(
         label=capfirst(_("hotspot admin password")),

@@ -55,15 +55,15 @@ class SearchTests(PickerTestCase):
     def test_words_language_and_category_filter_as_the_catalog_search_does(self):
         for filters in (
             {"q": "chemistry"},
-            {"language": "fr"},
-            {"language": "fra", "category": "wikipedia"},
+            {"picker_language": "fr"},
+            {"picker_language": "fra", "category": "wikipedia"},
             {"q": "history", "category": "ted"},
         ):
             with self.subTest(**filters):
                 response = self.results(**filters)
                 expected = Entry.objects.search(
                     filters.get("q", ""),
-                    language=filters.get("language", ""),
+                    language=filters.get("picker_language", ""),
                     category=filters.get("category", ""),
                 )
                 shown = [entry.pk for entry, _ in response.context["rows"]]
@@ -74,7 +74,7 @@ class SearchTests(PickerTestCase):
         self.assertContains(response, 'data-testid="picker-no-result"')
 
     def test_a_bad_language_or_page_is_ignored_without_an_error(self):
-        response = self.results(language="<script>", page="x99")
+        response = self.results(picker_language="<script>", page="x99")
         self.assertEqual(response.context["page"].number, 1)
         self.assertEqual(response.context["page"].paginator.count, 45)
 
@@ -82,7 +82,7 @@ class SearchTests(PickerTestCase):
         response = self.results(q="file manager")
         idents = [package["ident"] for package, _ in response.context["packages"]]
         self.assertEqual(idents, ["file-manager.offspot.kiwix.org"])
-        arabic = self.results(language="ar").context["packages"]
+        arabic = self.results(picker_language="ar").context["packages"]
         self.assertTrue(arabic)
         self.assertTrue(
             all({"ara", "mul"} & set(package["languages"]) for package, _ in arabic)
@@ -96,7 +96,7 @@ class SearchTests(PickerTestCase):
             return len(queries)
 
         counts = [queries_of(page=page) for page in ("1", "2", "3")]
-        counts.append(queries_of(q="health", language="hin", category="ted"))
+        counts.append(queries_of(q="health", picker_language="hin", category="ted"))
         make_entries(self.entries[0].source, 400, first=1000)
         counts += [queries_of(page="1"), queries_of(page="20")]
         self.assertEqual(len(set(counts)), 1, counts)
@@ -221,6 +221,19 @@ class ChooseTests(PickerTestCase):
         created = Configuration.objects.get(name="Library kit")
         self.assertEqual(created.contents, [content_entry(self.entries[4])])
         self.assertEqual(created.image_bytes, created.render().min_size)
+
+    def test_the_language_filter_is_not_the_hotspots_language(self):
+        # The picker lives inside the configuration's form, which posts every
+        # field: a filter named "language" overrode the hotspot's language
+        # (and "any language" made saving fail with "This field is required").
+        page = self.client.get("/configurations/new/").content.decode()
+        form = page[page.index('id="configuration-form"') :]
+        form = form[: form.index("</form>")]
+        self.assertEqual(form.count('name="language"'), 1)
+        self.assertEqual(form.count('name="picker_language"'), 1)
+        data = form_data(language="fr", picker_language="", q="", category="")
+        self.client.post("/configurations/new/", data)
+        self.assertEqual(Configuration.objects.get(name="Library kit").language, "fr")
 
     def test_anonymous_callers_workers_and_forgotten_tokens_are_refused(self):
         self.assert_sent_to_login(CHOOSE, method="post")

@@ -46,8 +46,10 @@ def parse_contents(text: str | None) -> list[dict]:
 
 
 def filters(data) -> dict:
-    """The picker's search: words, a language (ISO 639-1 or 639-3), a category."""
-    language = data.get("language", "").strip().lower()
+    """The picker's search: words, a language (ISO 639-1 or 639-3), a category.
+    The language comes as ``picker_language``: the picker lives inside the
+    configuration's form, whose own ``language`` is the hotspot's."""
+    language = data.get("picker_language", "").strip().lower()
     return {
         "q": data.get("q", "").strip()[:200],
         "language": language if LANGUAGE.match(language) else "",
