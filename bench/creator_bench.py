@@ -1,4 +1,6 @@
-"""Creator build benchmark: an image sized to its content against `cp` of it.
+"""Creator build benchmark, two modes.
+
+``cp`` (the default): an image sized to its content against `cp` of it.
 
     .venv/bin/python bench/creator_bench.py [--content-gib 2] [--work DIR]
         [--size auto|29758586880]
@@ -6,6 +8,16 @@
 Both sides read the same freshly written content files and end with an fsync of
 what they wrote, in the same run. Targets: the image's build time (the block map
 aside) <= 1.5 x cp time, and disk blocks of the image <= content + base + 5%.
+
+``cards`` (issue 12): the same content ordered on 8, 32 and 128 GB cards, each
+order's recipe frozen by a real API, built, hashed, uploaded to a real
+warehouse and downloaded, phase by phase, side by side (``bench/card_sizes.py``).
+
+    .venv/bin/python bench/creator_bench.py cards [--content-gib 1] [--rounds 2]
+        [--cards 8 32 128] [--work DIR]
+
+Targets: 128 GB total <= 1.1 x 8 GB total; image bytes <= content + base +
+offspot-config's margin.
 """
 
 from __future__ import annotations
@@ -63,7 +75,14 @@ def timed(action) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    if sys.argv[1:2] == ["cards"]:
+        from bench.card_sizes import main as cards_main
+
+        cards_main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["cp"]:
+        del sys.argv[1]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[2])
     parser.add_argument("--content-gib", type=float, default=2.0)
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from apps.accounts.testing import PASSWORD
+from apps.orders.cards import usable_bytes
 from apps.orders.pipeline import cancel_order
 from apps.scheduler.models import Slot, Task, TaskEvent, TaskStatus
 from apps.scheduler.testing import World
@@ -56,8 +57,8 @@ class Host:
     image_dir: Path
     cards: Path
 
-    def order_with_copies(self, quantity: int):
-        order = place_order(self.world.client, quantity=quantity)
+    def order_with_copies(self, quantity: int, **fields):
+        order = place_order(self.world.client, quantity=quantity, **fields)
         verified_image(self.world, order, self.files)
         tasks = downloaded_to(order, "host-1", self.image_dir, self.files)
         return order, tasks
@@ -261,6 +262,53 @@ def test_a_card_smaller_than_the_image_gets_no_copy_and_the_slot_says_why(
     assert row.card_capacity == 32 * MiB
     assert Task.objects.get(pk=task.pk).status == TaskStatus.PENDING
     assert small.read_bytes() == OLD * (32 * MiB)
+
+
+#: what a real 128 GB card reports (a SanDisk Extreme): less than 128 * 10**9
+CARD_128_GB = 127_865_454_592
+
+
+@needs_loop
+def test_a_128_gb_order_refuses_an_8_gb_card_and_is_written_onto_a_128_gb_card(
+    host, loop_card_slots
+):
+    # Issue 12: the image is sized to its content (64 MiB here, as an 8 GB
+    # order of the same content would get), but the client ordered 128 GB
+    # cards, so each copy asks for one. Both cards are sparse files: only the
+    # image's mapped blocks are ever written or read.
+    _order, [task] = host.order_with_copies(1, card_size_gb=128)
+    assert task.needed_bytes == usable_bytes(128) > host.files.size
+    slot = loop_card_slots()
+    host.writer({"slot-1": slot})
+
+    eight = host.card("eight")  # make_card's default: a nominal 8 GB card
+    slot.insert(eight)
+    wait_for(
+        lambda: "Card too small" in Slot.objects.get(name="slot-1").message,
+        "the slot to say the 8 GB card is too small for the order",
+    )
+    row = Slot.objects.get(name="slot-1")
+    assert row.state == "card_present"
+    assert str(usable_bytes(128)) in row.message
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.PENDING
+    assert head(eight, MiB) == OLD * MiB  # nothing was written to it
+
+    slot.remove()
+    wait_for(lambda: slot_state("slot-1") == "empty", "the slot to be empty")
+    card = make_card(host.cards / "128.raw", capacity=CARD_128_GB)
+    slot.insert(card)
+
+    done = wait_for(
+        lambda: Task.objects.filter(pk=task.pk, status=TaskStatus.SUCCEEDED).first(),
+        "the copy on the 128 GB card",
+    )
+    mapped = load_bmap(host.files.bmap).mapped_bytes
+    assert done.result["card_capacity"] == CARD_128_GB
+    assert done.result["bytes_verified"] == mapped
+    assert holds_the_image(card, host.files)
+    # Checked again here, apart from the writer's own verification.
+    assert verify(card, host.files.bmap) == mapped
+    wait_for(lambda: slot_state("slot-1") == "done", "the slot to say done")
 
 
 @needs_loop
