@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.disks import MiB, missing
+from tests.faults.disks import MiB, missing, small_disk
 from tests.hosting import make_image, publish, verified_image, wait_for
 from tests.hosting import warehouse as ftp_warehouse
 
@@ -53,6 +53,86 @@ def fill_when(disk, ready, leave: int = 0) -> threading.Thread:
     thread = threading.Thread(target=fill, name="ballast")
     thread.start()
     return thread
+
+
+# --- the downloader -------------------------------------------------------------
+
+
+def downloader_of(url: str, image_dir: Path, *options: str):
+    from apps.accounts.testing import PASSWORD
+    from workers.common.api import ApiClient
+    from workers.downloader.worker import Downloader, parser
+
+    args = ["--api", url, "--username", "writer-host", "--host", "host-1"]
+    args += ["--image-dir", str(image_dir), "--progress", "log", "--reserve", "0"]
+    api = ApiClient(url, "writer-host", PASSWORD, backoff=0.01)
+    downloader = Downloader(parser().parse_args([*args, *options]), api=api)
+    downloader.ftp_pause = 0.01
+    downloader.register()
+    return downloader
+
+
+@NEEDS_DISK
+def test_a_full_image_disk_fails_the_download_clearly_and_it_resumes_after(
+    live_server, tmp_path
+):
+    from apps.scheduler.models import Task, TaskKind
+    from apps.scheduler.testing import World
+    from apps.scheduler.testing import order as place_order
+
+    world = World()
+    files = make_image(tmp_path / "built", size=32 * MiB, data=16 * MiB)
+    images = tmp_path / "images"
+    # Room for the image with its 16 MiB of data twice: the claim asks for the
+    # whole image's room, even of a host that resumes a part of it.
+    with (
+        ftp_warehouse(tmp_path / "warehouse", live_server.url) as ftp,
+        small_disk(images, 56 * MiB) as disk,
+    ):
+        placed = place_order(world.client, quantity=2)
+        publish(ftp.root, placed.pk, files)
+        verified_image(world, placed, files, ftp_url=ftp.url)
+        downloader = downloader_of(live_server.url, images)
+        try:
+            claimed = downloader.claim()
+            assert claimed is not None, "the downloader claimed nothing"
+            folder = images / str(placed.pk)
+            part = folder / "image.img.part"
+            ballast = fill_when(
+                disk, lambda: part.exists() and part.stat().st_size > 2 * MiB
+            )
+            downloader.execute(claimed)
+            ballast.join()
+
+            task = Task.objects.get(order=placed, kind=TaskKind.DOWNLOAD)
+            assert task.status == "pending", task.error
+            assert task.attempts == 1
+            assert f"no space left on device in {folder}" in task.error.lower()
+            assert "Traceback" not in task.error
+            # One try, not six: retrying the connection cannot make room.
+            tries = [r for r in ftp.retrievals if r[0] == "image.img"]
+            assert len(tries) == 1
+            kept = part.stat().st_size
+            assert kept > 2 * MiB
+            assert not Task.objects.filter(order=placed, kind=TaskKind.WRITE).exists()
+
+            disk.make_room()
+            again = downloader.claim()
+            assert again is not None and again["id"] == claimed["id"]
+            downloader.execute(again)
+        finally:
+            downloader.api.session.close()
+
+        task.refresh_from_db()
+        assert task.status == "succeeded", task.error
+        assert [r for r in ftp.retrievals if r[0] == "image.img"][1] == (
+            "image.img",
+            kept,
+        )  # resumed where the disk filled up
+        assert (folder / "image.img").read_bytes() == files.image.read_bytes()
+        assert len(events(task, "succeeded")) == 1
+        writes = Task.objects.filter(order=placed, kind=TaskKind.WRITE)
+        assert writes.count() == 2  # one per copy, made once
 
 
 # --- a worker's clock an hour off -----------------------------------------------

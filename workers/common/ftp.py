@@ -8,6 +8,7 @@ Connection failures are retried with a growing pause; a refusal (5xx) is not.
 """
 
 import contextlib
+import errno
 import ftplib
 import logging
 import os
@@ -31,6 +32,10 @@ class FtpError(Exception):
 
 class TransferCanceled(Canceled):
     """``cancel()`` returned True during the transfer."""
+
+
+#: a full disk (or quota): retrying the connection cannot help, making room can
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def connect(url: str, username: str, password: str, timeout: float = 60) -> ftplib.FTP:
@@ -158,8 +163,38 @@ def download(
     pause: float = 2,
 ) -> None:
     """Download ``remote`` to ``local`` through ``local.part``, resuming it; the
-    file is written sparse."""
+    file is written sparse. A full disk ends it at once (FtpError): the
+    ``.part`` stays for a resume once there is room."""
     part = local.with_name(local.name + ".part")
+
+    def receive(ftp: ftplib.FTP, total: int | None, offset: int) -> None:
+        done = offset
+        # Blocks of zeros become holes: an SD-card image is mostly empty, and
+        # the writer host's disk need only hold what the card will get.
+        with open(part, "r+b" if part.exists() else "wb") as handle:
+            handle.seek(offset)
+
+            def received(block: bytes) -> None:
+                nonlocal done
+                if block.count(0) == len(block):
+                    handle.seek(len(block), os.SEEK_CUR)
+                else:
+                    handle.write(block)
+                done += len(block)
+                if progress:
+                    progress(done, total or done)
+                if cancel and cancel():
+                    raise TransferCanceled
+
+            try:
+                if total is None or offset < total:
+                    ftp.retrbinary(
+                        f"RETR {remote}", received, BLOCK, rest=offset or None
+                    )
+            finally:
+                handle.truncate(done)
+                handle.flush()
+                os.fsync(handle.fileno())
 
     def step() -> bool:
         ftp = connect(url, username, password())
@@ -169,33 +204,17 @@ def download(
             if total is not None and offset > total:
                 part.unlink()
                 offset = 0
-            done = offset
-            # Blocks of zeros become holes: an SD-card image is mostly empty, and
-            # the writer host's disk need only hold what the card will get.
-            with open(part, "r+b" if part.exists() else "wb") as handle:
-                handle.seek(offset)
-
-                def received(block: bytes) -> None:
-                    nonlocal done
-                    if block.count(0) == len(block):
-                        handle.seek(len(block), os.SEEK_CUR)
-                    else:
-                        handle.write(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total or done)
-                    if cancel and cancel():
-                        raise TransferCanceled
-
-                try:
-                    if total is None or offset < total:
-                        ftp.retrbinary(
-                            f"RETR {remote}", received, BLOCK, rest=offset or None
-                        )
-                finally:
-                    handle.truncate(done)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+            try:
+                receive(ftp, total, offset)
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:
+                    raise  # a connection failure: _retrying resumes
+                kept = part.stat().st_size if part.exists() else 0
+                raise FtpError(
+                    f"download of {remote}: no space left on device in "
+                    f"{part.parent}; the {kept} bytes received are kept in "
+                    f"{part.name} and resumed once there is room"
+                ) from exc
             if total is not None and part.stat().st_size != total:
                 return False
             os.replace(part, local)
