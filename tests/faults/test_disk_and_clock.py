@@ -24,6 +24,11 @@ import pytest
 from tests.faults.disks import MiB, missing, small_disk
 from tests.hosting import make_image, publish, verified_image, wait_for
 from tests.hosting import warehouse as ftp_warehouse
+from tests.test_creator_worker import creator, place
+from tests.test_creator_worker import ftp_server as ftp_server  # fixture
+from workers.creator.tests.conftest import base_image as base_image  # fixture
+from workers.creator.tests.conftest import http_server as http_server  # fixture
+from workers.creator.tests.conftest import zim_files as zim_files  # fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND = os.environ.get("IMAGER_TEST_DB", "sqlite")
@@ -36,6 +41,16 @@ NO_DISK = missing()
 NEEDS_DISK = pytest.mark.skipif(NO_DISK is not None, reason=f"needs {NO_DISK}")
 
 pytestmark = [pytest.mark.django_db(transaction=True), ON_OTHER_BACKEND]
+
+
+@pytest.fixture
+def world(ftp_server):
+    from apps.scheduler.testing import World
+
+    world = World()
+    world.warehouse.ftp_url = ftp_server[0]
+    world.warehouse.save()
+    return world
 
 
 def events(task, type_: str) -> list:
@@ -53,6 +68,54 @@ def fill_when(disk, ready, leave: int = 0) -> threading.Thread:
     thread = threading.Thread(target=fill, name="ballast")
     thread.start()
     return thread
+
+
+# --- the creator ----------------------------------------------------------------
+
+
+@NEEDS_DISK
+def test_a_full_work_disk_fails_the_build_clearly_frees_it_and_the_retry_builds(
+    live_server, tmp_path, base_image, zim_files, http_server, ftp_server, world
+):
+    from apps.scheduler.models import Image, Task
+
+    http_server[1].delay = 0.05  # the content takes a moment: the disk fills then
+    placed = place(world, http_server, zim_files, base_image)
+    # The order's size estimate is for its real content; the test's recipe is
+    # small, and the claim must find room on the small disk.
+    Task.objects.filter(order=placed).update(needed_bytes=MiB)
+    work = tmp_path / "work"
+    with small_disk(work, 24 * MiB) as disk:
+        ballast = fill_when(
+            disk,
+            lambda: Task.objects.get(order=placed).phase == "downloading content",
+        )
+        assert creator(live_server, tmp_path).run() == 0
+        ballast.join()
+
+        task = Task.objects.get(order=placed)
+        assert task.status == "pending", task.error  # retried, not lost
+        assert task.attempts == 1
+        assert f"no space left on device in {work} " in task.error
+        assert "Traceback" not in task.error
+        (failure,) = events(task, "failed")
+        assert failure.data["retryable"] is True
+        assert failure.data["error"] == task.error
+        # The build's files are gone: only the ballast takes room now.
+        assert sorted(p.name for p in work.iterdir()) == ["ballast"]
+        assert not Image.objects.exists()
+
+        disk.make_room()  # the operator's fix
+        assert creator(live_server, tmp_path).run() == 0
+
+        task.refresh_from_db()
+        assert task.status == "succeeded", task.error
+        assert len(events(task, "claimed")) == 2
+        assert len(events(task, "succeeded")) == 1
+        image = Image.objects.get(order=placed)
+        uploaded = ftp_server[1] / "orders" / str(placed.pk) / image.file_name
+        assert uploaded.stat().st_size == image.size
+        assert list(work.iterdir()) == []
 
 
 # --- the downloader -------------------------------------------------------------
