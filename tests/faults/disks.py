@@ -62,16 +62,15 @@ class SmallDisk:
         are free, or none; returns its size. Real bytes: tmpfs counts pages."""
         written = 0
         block = b"\xa5" * MiB
-        with open(self.ballast, "ab") as out:
+        # Unbuffered: a buffer's last flush, at close, would hit the full disk.
+        with open(self.ballast, "ab", buffering=0) as out:
             while (room := self.free - leave) > 0:
                 try:
-                    out.write(block[: min(room, MiB)])
-                    out.flush()
+                    written += out.write(block[: min(room, MiB)])
                 except OSError as exc:
                     if exc.errno != errno.ENOSPC:
                         raise
                     break
-                written += min(room, MiB)
         return written
 
     def make_room(self) -> None:

@@ -26,6 +26,7 @@ from tests.hosting import make_image, publish, verified_image, wait_for
 from tests.hosting import warehouse as ftp_warehouse
 from tests.test_creator_worker import creator, place
 from tests.test_creator_worker import ftp_server as ftp_server  # fixture
+from tests.test_warehouse import running
 from workers.creator.tests.conftest import base_image as base_image  # fixture
 from workers.creator.tests.conftest import http_server as http_server  # fixture
 from workers.creator.tests.conftest import zim_files as zim_files  # fixture
@@ -116,6 +117,62 @@ def test_a_full_work_disk_fails_the_build_clearly_frees_it_and_the_retry_builds(
         uploaded = ftp_server[1] / "orders" / str(placed.pk) / image.file_name
         assert uploaded.stat().st_size == image.size
         assert list(work.iterdir()) == []
+
+
+# --- the warehouse --------------------------------------------------------------
+
+
+@NEEDS_DISK
+def test_a_full_warehouse_disk_fails_the_upload_clearly_and_the_retry_completes(
+    live_server, tmp_path, base_image, zim_files, http_server, world, caplog
+):
+    from apps.scheduler.models import Image, Task
+
+    placed = place(world, http_server, zim_files, base_image)
+    Task.objects.filter(order=placed).update(needed_bytes=MiB)
+    store = tmp_path / "store"
+    with small_disk(store, 200 * MiB) as disk, running(live_server, store) as server:
+        folder = store / "orders" / str(placed.pk)
+
+        def uploading() -> bool:
+            return any(p.stat().st_size > 4 * MiB for p in folder.glob("*.img.part"))
+
+        ballast = fill_when(disk, uploading)
+        assert creator(live_server, tmp_path).run() == 0
+        ballast.join()
+
+        task = Task.objects.get(order=placed)
+        assert task.status == "pending", task.error
+        assert task.attempts == 1
+        assert "no space left" in task.error.lower()
+        assert f"orders/{placed.pk}/" in task.error
+        assert "Traceback" not in task.error
+        assert events(task, "failed")[0].data["retryable"] is True
+        # The warehouse kept what it received, for a resume, and still serves.
+        (part,) = folder.glob("*.img.part")
+        assert part.stat().st_size > 4 * MiB
+        assert not list(folder.glob("*.img"))
+        assert Image.objects.get(order=placed).state != "verified"
+        assert f"no space left on device in {store} while receiving" in caplog.text
+
+        disk.make_room()
+        assert creator(live_server, tmp_path).run() == 0
+
+        task.refresh_from_db()
+        assert task.status == "succeeded", task.error
+        image = wait_for(
+            lambda: (
+                (row := Image.objects.get(order=placed)).state == "verified" and row
+            ),
+            "the image to be verified",
+        )
+        assert len(events(task, "succeeded")) == 1
+        # The retry built the image again and sent it whole: resuming the first
+        # build's .part would have mixed two builds (rejected, built a third time).
+        assert not events(task, "image_rejected")
+        assert not list(folder.glob("*.part"))
+        assert (folder / image.file_name).stat().st_size == image.size
+        assert server.address  # the warehouse never stopped
 
 
 # --- the downloader -------------------------------------------------------------
