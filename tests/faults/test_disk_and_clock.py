@@ -131,7 +131,13 @@ def test_a_full_warehouse_disk_fails_the_upload_clearly_and_the_retry_completes(
     placed = place(world, http_server, zim_files, base_image)
     Task.objects.filter(order=placed).update(needed_bytes=MiB)
     store = tmp_path / "store"
-    with small_disk(store, 200 * MiB) as disk, running(live_server, store) as server:
+    # 100 MiB/s: the 140 MiB upload lasts long enough for the ballast to land
+    # mid-transfer however loaded the machine is.
+    rate = 100 * MiB
+    with (
+        small_disk(store, 200 * MiB) as disk,
+        running(live_server, store, max_upload_rate=rate) as server,
+    ):
         folder = store / "orders" / str(placed.pk)
 
         def uploading() -> bool:
@@ -289,18 +295,26 @@ def test_a_worker_an_hour_off_keeps_its_lease_and_does_the_task_once(
     from apps.scheduler.testing import World
     from apps.scheduler.testing import order as place_order
 
-    # A lease shorter than the downloader's pause before it resumes a broken
-    # transfer (2 s): only renewals, timed by the API's clock, keep it.
-    settings.LEASE_SECONDS = 1.5
+    # A lease shorter than the downloader's pauses before it resumes a broken
+    # transfer (2 s, then 4 s): only renewals, timed by the API's clock, keep
+    # it. Renewals every 0.3 s leave it room on a loaded machine.
+    settings.LEASE_SECONDS = 4
     world = World()
     files = make_image(tmp_path / "built", size=32 * MiB, data=16 * MiB)
     with ftp_warehouse(tmp_path / "warehouse", live_server.url) as ftp:
         placed = place_order(world.client, quantity=2)
         publish(ftp.root, placed.pk, files)
         verified_image(world, placed, files, ftp_url=ftp.url)
-        # The transfer breaks once: the resume logs in to the warehouse again
+        # The transfer breaks twice: each resume logs in to the warehouse again
         # with a token the worker judged fresh by its own clock.
         ftp.cut_after = 8 * MiB
+
+        def cut_again():
+            wait_for(lambda: ftp.cuts == 1, "the first cut", timeout=60, every=0.02)
+            ftp.cut_after = 4 * MiB  # the resume's RETR, 2 s later
+
+        recut = threading.Thread(target=cut_again, name="cut-again")
+        recut.start()
         shim = tmp_path / "shim"
         shim.mkdir()
         (shim / "sitecustomize.py").write_text(SLEEP_SHIM)
@@ -320,13 +334,14 @@ def test_a_worker_an_hour_off_keeps_its_lease_and_does_the_task_once(
         done = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
         )
+        recut.join()
         assert done.returncode == 0, done.stderr
 
     task = Task.objects.get(order=placed, kind=TaskKind.DOWNLOAD)
     assert task.status == "succeeded", f"{task.error}\n{done.stderr}"
     assert len(events(task, "claimed")) == 1
     assert len(events(task, "succeeded")) == 1
-    assert ftp.cuts == 1
+    assert ftp.cuts == 2
     writes = Task.objects.filter(order=placed, kind=TaskKind.WRITE)
     assert writes.count() == 2
     # The worker kept the token the API gave it (60 minutes by the API's
