@@ -12,6 +12,9 @@ They need the live-server API, not a particular database: they run once, in the
 SQLite pass of scripts/test.sh, and skip on the other backends.
 """
 
+import contextlib
+import ftplib
+import io
 import os
 import shutil
 import subprocess
@@ -179,6 +182,51 @@ def test_a_full_warehouse_disk_fails_the_upload_clearly_and_the_retry_completes(
         assert not list(folder.glob("*.part"))
         assert (folder / image.file_name).stat().st_size == image.size
         assert server.address  # the warehouse never stopped
+
+
+@NEEDS_DISK
+def test_the_warehouse_answers_a_disk_filled_mid_upload_with_452_and_keeps_it(
+    live_server, tmp_path, world
+):
+    """The same fault by hand, on the warehouse's default receive path: the
+    client decides when the disk fills, and resumes the .part itself."""
+    from tests.test_warehouse import Build, login
+
+    store = tmp_path / "store"
+    # Claimed before the warehouse reports its small disk: the claim's own
+    # room check (the order's real size estimate) is not what this tests.
+    build = Build(world, size=8 * MiB)
+    with small_disk(store, 24 * MiB) as disk, running(live_server, store) as server:
+        part = store / f"{build.img_path}.part"
+        with login(server, world.creator_account) as client:
+            client.voidcmd("TYPE I")
+            data = client.transfercmd(f"STOR {build.img_path}")
+            data.sendall(build.data[: 2 * MiB])
+            wait_for(
+                lambda: part.exists() and part.stat().st_size == 2 * MiB,
+                "the first bytes on the warehouse's disk",
+            )
+            disk.fill()
+            with contextlib.suppress(OSError):  # the warehouse stops reading
+                data.sendall(build.data[2 * MiB :])
+            data.close()
+            with pytest.raises(ftplib.error_temp) as refusal:
+                client.voidresp()
+        reply = str(refusal.value)
+        assert reply.startswith(
+            f"452 No space left on the warehouse's disk for /{build.img_path}: "
+        )
+        assert "bytes received are kept" in reply
+
+        disk.make_room()
+        with login(server, world.creator_account) as client:
+            client.voidcmd("TYPE I")
+            offset = client.size(build.img_path)
+            assert offset == part.stat().st_size >= 2 * MiB
+            client.storbinary(f"APPE {build.img_path}", io.BytesIO(build.data[offset:]))
+            client.storbinary(f"STOR {build.bmap_path}", io.BytesIO(build.bmap))
+        # What the full disk cut short (a write half done) joins up exactly.
+        assert build.wait_state("verified").received_sha256 == build.sha256
 
 
 # --- the downloader -------------------------------------------------------------
