@@ -12,23 +12,20 @@ import os
 import threading
 import time
 
-from pyftpdlib.exceptions import AuthenticationFailed, _FileReadWriteError
+from pyftpdlib.exceptions import AuthenticationFailed
 from pyftpdlib.filesystems import AbstractedFS, FilesystemError
-from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
-from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED, _ERRNOS_RETRY, IOLoop
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.log import logger as pyftpdlib_logger
 from pyftpdlib.servers import ThreadedFTPServer
 
 from ftp import audit, paths, policy, uploads
 from ftp.accounts import Denied, Unavailable
 from ftp.auth import TokenRefused
-from ftp.hashing import HashingFile
+from ftp.receiving import dtp_class
 
 log = logging.getLogger(__name__)
 
-# Bigger than pyftpdlib's 64 KiB: fewer wake-ups and system calls per gigabyte.
-RECV_BUFFER = 1 << 20
-SEND_BUFFER = 1 << 20
 WATCH_EVERY = 0.5
 # Commands a session may still send once its token expired or it was closed.
 EXEMPT = {"QUIT", "NOOP", "USER", "PASS", "REIN", "HELP", "FEAT", "SYST", "ABOR"}
@@ -471,59 +468,6 @@ class WarehouseMixin:
             declared=upload.declared if upload.declared is not None else "",
             **extra,
         )
-
-
-class DirectReceive:
-    """Receives uploads straight into the file's reusable buffers
-    (``recv_into``) instead of a new bytes object per chunk, which costs memory
-    allocation and page faults at a gigabyte per second. Only on plain sockets
-    in binary mode without a rate limit; otherwise pyftpdlib's own path."""
-
-    def handle_read(self):
-        stream = self.file_obj
-        if not isinstance(stream, HashingFile) or self._data_wrapper is not None:
-            return super().handle_read()
-        buffer = stream.buffer()
-        try:
-            length = self.socket.recv_into(buffer)
-        except OSError as err:
-            stream.give_back(buffer)
-            if err.errno in _ERRNOS_RETRY:
-                return None
-            if err.errno in _ERRNOS_DISCONNECTED:
-                return self.handle_close()
-            return self.handle_error()
-        if not length:
-            stream.give_back(buffer)
-            return self.handle_close()  # the client closed: the end of the file
-        self.tot_bytes_received += length
-        try:
-            stream.write_from(buffer, length)
-        except OSError as err:
-            raise _FileReadWriteError(err) from err
-        return None
-
-    handle_read_event = handle_read  # the I/O loop calls this name
-
-
-def dtp_class(config):
-    bases = []
-    if config.tls:
-        from pyftpdlib.handlers import TLS_DTPHandler
-
-        bases.append(TLS_DTPHandler)
-    if config.max_upload_rate or config.max_download_rate:
-        bases.append(ThrottledDTPHandler)
-    if not bases:
-        bases = [DirectReceive, DTPHandler]
-    attrs = {
-        "ac_in_buffer_size": RECV_BUFFER,
-        "ac_out_buffer_size": SEND_BUFFER,
-        "timeout": config.idle_timeout,
-        "read_limit": config.max_upload_rate,
-        "write_limit": config.max_download_rate,
-    }
-    return type("WarehouseDTP", tuple(bases) or (DTPHandler,), attrs)
 
 
 def handler_class(services):

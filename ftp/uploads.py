@@ -149,8 +149,11 @@ def begin(
     """Open the ``.part`` of an upload to ``final`` where it starts, its hash
     resumed; Refused when the rules or the disk say no."""
     part = part_of(final)
-    offset = start_offset(command, rest, received(final))
-    refusal = storage.refusal(needed(declared, offset))
+    have = received(final)
+    offset = start_offset(command, rest, have)
+    # What the .part holds past ``offset`` is cut when it opens: room for this
+    # upload (a STOR that starts over needs no room twice).
+    refusal = storage.refusal(needed(declared, offset) - max(0, have - offset))
     if refusal:
         raise Refused(f"452 {refusal}")
     try:

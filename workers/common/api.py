@@ -38,17 +38,33 @@ class LeaseLost(ApiError):
     """409 from a lease endpoint: another worker may hold the task now. Stop."""
 
 
-def token_expiry(token: str) -> float:
-    """The ``exp`` claim of a JWT, read without checking the signature (the API
-    checks it; we only need to know when to refresh)."""
+def _claims(token: str) -> dict:
+    """A JWT's claims, read without checking the signature (the API checks it;
+    we only need to know when to refresh)."""
     try:
         payload = token.split(".")[1]
         payload += "=" * (-len(payload) % 4)
-        return float(json.loads(base64.urlsafe_b64decode(payload))["exp"])
-    except (IndexError, ValueError, KeyError) as exc:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+        float(claims["exp"])
+        return claims
+    except (IndexError, ValueError, KeyError, TypeError) as exc:
         raise ApiError(
             0, f"the API returned a token that is not a JWT ({exc})"
         ) from exc
+
+
+def token_expiry(token: str) -> float:
+    """The ``exp`` claim of a JWT: a time by the API's clock."""
+    return float(_claims(token)["exp"])
+
+
+def token_lifetime(token: str) -> float:
+    """Seconds a token just received stays valid: ``exp - iat``, both by the
+    API's clock, so this machine's clock (an hour off, say) plays no part."""
+    claims = _claims(token)
+    if "iat" not in claims:
+        return float(claims["exp"]) - time.time()  # the best we can do
+    return float(claims["exp"]) - float(claims["iat"])
 
 
 def describe(body) -> str:
@@ -110,7 +126,11 @@ class ApiClient:
     def _store(self, body: dict) -> None:
         self._access = body["access"]
         self._refresh = body["refresh"]
-        self._access_expires = token_expiry(self._access)
+        # When to refresh, on this machine's monotonic clock: comparing the
+        # API's ``exp`` with our wall clock would refresh at every request on
+        # a clock that is ahead, and send expired tokens (the warehouse's FTP
+        # password) from one that is behind.
+        self._access_expires = time.monotonic() + token_lifetime(self._access)
 
     def _renew_tokens(self) -> None:
         if self._refresh:
@@ -133,7 +153,7 @@ class ApiClient:
     def access_token(self) -> str:
         """A valid access token (also the warehouse's FTP password)."""
         with self._lock:
-            if time.time() > self._access_expires - REFRESH_MARGIN:
+            if time.monotonic() > self._access_expires - REFRESH_MARGIN:
                 self._renew_tokens()
             return self._access
 

@@ -8,10 +8,12 @@ Connection failures are retried with a growing pause; a refusal (5xx) is not.
 """
 
 import contextlib
+import errno
 import ftplib
 import logging
 import os
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +33,14 @@ class FtpError(Exception):
 
 class TransferCanceled(Canceled):
     """``cancel()`` returned True during the transfer."""
+
+
+#: a full disk (or quota): retrying the connection cannot help, making room can
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+#: the warehouse's answer when its disk has no room (RFC 959's insufficient storage)
+NO_ROOM = "452"
+#: seconds to wait for the reply to a transfer whose data connection broke
+REPLY_WAIT = 5
 
 
 def connect(url: str, username: str, password: str, timeout: float = 60) -> ftplib.FTP:
@@ -90,6 +100,9 @@ def _retrying(what: str, attempts: int, pause: float, step: Callable[[], bool]) 
         except ftplib.error_perm as exc:
             raise FtpError(f"{what}: the warehouse refused: {exc}") from exc
         except (OSError, EOFError, ftplib.Error) as exc:
+            if str(exc).startswith(NO_ROOM):
+                # The warehouse's disk is full: resuming now would fill it again.
+                raise FtpError(f"{what}: {exc}") from exc
             if attempt == attempts:
                 raise FtpError(f"{what}: failed {attempts} times; last: {exc}") from exc
             log.warning("%s interrupted (%s); resuming in %.0f s", what, exc, delay)
@@ -110,14 +123,20 @@ def upload(
     attempts: int = 6,
     pause: float = 2,
 ) -> None:
-    """Upload ``local`` to ``remote``, resuming where the warehouse stopped."""
+    """Upload ``local`` to ``remote``, resuming where the warehouse stopped
+    when this call's transfer breaks. What the warehouse holds of ``remote``
+    before the call is another build's (a retried task builds its image
+    again, and no two builds are byte for byte the same): it starts over."""
     total = local.stat().st_size
+    began = False
 
     def step() -> bool:
+        nonlocal began
         ftp = connect(url, username, password())
         try:
             make_parents(ftp, remote)
-            offset = remote_size(ftp, remote) or 0
+            offset = (remote_size(ftp, remote) or 0) if began else 0
+            began = True
             if offset > total:
                 offset = 0  # a different, longer file: start again
             if offset == total and total:
@@ -134,9 +153,14 @@ def upload(
 
             with open(local, "rb") as handle:
                 handle.seek(offset)
-                ftp.storbinary(
-                    f"STOR {remote}", handle, BLOCK, sent, rest=offset or None
-                )
+                try:
+                    ftp.storbinary(
+                        f"STOR {remote}", handle, BLOCK, sent, rest=offset or None
+                    )
+                except OSError:
+                    # The warehouse closes the data connection to refuse the
+                    # rest (its disk is full): its reply says why.
+                    raise _reply_after_reset(ftp) from None
             return remote_size(ftp, remote) == total
         finally:
             _close(ftp)
@@ -158,8 +182,38 @@ def download(
     pause: float = 2,
 ) -> None:
     """Download ``remote`` to ``local`` through ``local.part``, resuming it; the
-    file is written sparse."""
+    file is written sparse. A full disk ends it at once (FtpError): the
+    ``.part`` stays for a resume once there is room."""
     part = local.with_name(local.name + ".part")
+
+    def receive(ftp: ftplib.FTP, total: int | None, offset: int) -> None:
+        done = offset
+        # Blocks of zeros become holes: an SD-card image is mostly empty, and
+        # the writer host's disk need only hold what the card will get.
+        with open(part, "r+b" if part.exists() else "wb") as handle:
+            handle.seek(offset)
+
+            def received(block: bytes) -> None:
+                nonlocal done
+                if block.count(0) == len(block):
+                    handle.seek(len(block), os.SEEK_CUR)
+                else:
+                    handle.write(block)
+                done += len(block)
+                if progress:
+                    progress(done, total or done)
+                if cancel and cancel():
+                    raise TransferCanceled
+
+            try:
+                if total is None or offset < total:
+                    ftp.retrbinary(
+                        f"RETR {remote}", received, BLOCK, rest=offset or None
+                    )
+            finally:
+                handle.truncate(done)
+                handle.flush()
+                os.fsync(handle.fileno())
 
     def step() -> bool:
         ftp = connect(url, username, password())
@@ -169,33 +223,17 @@ def download(
             if total is not None and offset > total:
                 part.unlink()
                 offset = 0
-            done = offset
-            # Blocks of zeros become holes: an SD-card image is mostly empty, and
-            # the writer host's disk need only hold what the card will get.
-            with open(part, "r+b" if part.exists() else "wb") as handle:
-                handle.seek(offset)
-
-                def received(block: bytes) -> None:
-                    nonlocal done
-                    if block.count(0) == len(block):
-                        handle.seek(len(block), os.SEEK_CUR)
-                    else:
-                        handle.write(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total or done)
-                    if cancel and cancel():
-                        raise TransferCanceled
-
-                try:
-                    if total is None or offset < total:
-                        ftp.retrbinary(
-                            f"RETR {remote}", received, BLOCK, rest=offset or None
-                        )
-                finally:
-                    handle.truncate(done)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+            try:
+                receive(ftp, total, offset)
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:
+                    raise  # a connection failure: _retrying resumes
+                kept = part.stat().st_size if part.exists() else 0
+                raise FtpError(
+                    f"download of {remote}: no space left on device in "
+                    f"{part.parent}; the {kept} bytes received are kept in "
+                    f"{part.name} and resumed once there is room"
+                ) from exc
             if total is not None and part.stat().st_size != total:
                 return False
             os.replace(part, local)
@@ -204,6 +242,20 @@ def download(
             _close(ftp)
 
     _retrying(f"download of {remote}", attempts, pause, step)
+
+
+def _reply_after_reset(ftp: ftplib.FTP) -> BaseException:
+    """The warehouse's reply to a transfer whose data connection broke, as
+    ftplib raises it, or the connection error itself when none comes."""
+    error = sys.exc_info()[1]
+    try:
+        ftp.sock.settimeout(REPLY_WAIT)
+        ftp.voidresp()
+    except ftplib.Error as reply:
+        return reply
+    except (OSError, EOFError):
+        pass
+    return error
 
 
 def _close(ftp: ftplib.FTP) -> None:

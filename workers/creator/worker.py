@@ -11,6 +11,7 @@ along; a lost lease or a cancel stops the build and removes its files.
 """
 
 import argparse
+import errno
 import logging
 import shutil
 from pathlib import Path
@@ -81,6 +82,18 @@ def judge(exc: Exception) -> Failure | None:
     return None
 
 
+#: a full disk (or quota) on this machine
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def disk_full(exc: Exception) -> bool:
+    """Whether ``exc`` is this machine's disk being full: an OSError, or a
+    tool (mke2fs, sfdisk, mtools) that said so."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL
+    return isinstance(exc, BuildError) and "No space left on device" in str(exc)
+
+
 class Creator(Worker):
     kind = WorkerKind.CREATOR
 
@@ -106,7 +119,7 @@ class Creator(Worker):
                 task,
                 lambda lease: self.build_and_upload(task, lease, folder, bar),
                 interval=self.options.renew,
-                judge=judge,
+                judge=self.judge,
                 bar=bar,
             )
         finally:
@@ -114,6 +127,23 @@ class Creator(Worker):
             shutil.rmtree(folder, ignore_errors=True)
         if outcome.state == SUCCEEDED:
             log.info("order %s built and uploaded", task["order"])
+
+    def judge(self, exc: Exception) -> Failure | None:
+        """``judge``, with a full disk named: a write's ENOSPC names no file."""
+        if not disk_full(exc):
+            return judge(exc)
+        folder = self.full_folder()
+        return failed(
+            f"no space left on device in {folder} ({exc}); the build's files "
+            "are removed and the task is tried again: make room there or give "
+            "the creator a larger disk"
+        )
+
+    def full_folder(self) -> Path:
+        """Of the work and cache folders, the one whose disk has the least
+        room now (the build's files are still there)."""
+        folders = [self.options.work_dir, self.options.cache_dir]
+        return min(folders, key=lambda folder: shutil.disk_usage(folder).free)
 
     def build_and_upload(self, task, lease: Lease, folder: Path, bar) -> dict:
         work = task["work"]
