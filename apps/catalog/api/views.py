@@ -25,6 +25,9 @@ def _query(request, name: str, longest: int) -> str:
     value = request.query_params.get(name, "").strip()
     if len(value) > longest:
         raise ValidationError({name: [f"At most {longest} characters."]})
+    # PostgreSQL cannot take a NUL in a query's text: a 400, not its 500.
+    if "\x00" in value:
+        raise ValidationError({name: ["Remove the NUL character (%00)."]})
     return value
 
 
