@@ -30,6 +30,7 @@ from apps.accounts.tokens import RefreshToken
 from apps.orders.models import OrderKind
 from apps.orders.pipeline import create_write_tasks, on_image_verified
 from apps.scheduler.models import ImageState, Task, TaskKind, TaskStatus, WorkerKind
+from apps.scheduler.services.claims import claim_task
 from apps.scheduler.services.workers import register_worker
 from apps.scheduler.testing import World, configuration, image, order
 
@@ -58,9 +59,9 @@ def built(world, an_order):
     return an_order
 
 
-def objects() -> dict:
-    """One of each kind, in the states the API acts on; returns the path
-    parameters each role's requests name, and the roles' accounts."""
+def objects(role: str):
+    """One object of each kind, in the states the API acts on. Returns ``role``'s
+    account and the object each path parameter names in its requests."""
     world = World()
     accounts = {
         Role.CLIENT: world.client,
@@ -78,44 +79,42 @@ def objects() -> dict:
         capabilities={"free_disk": 10**11},
     )
     kit = configuration(world.client)
-    order(world.client, kit)  # waits for a creator: its build task is pending
+    order(world.client, kit)
+    # Workers see the tasks they hold: the creator holds this build.
+    build = claim_task(worker=world.creator).task
     cards = built(world, order(world.client, kit, quantity=2))
     download = Task.objects.get(order=cards, kind=TaskKind.DOWNLOAD)
     Task.objects.filter(pk=download.pk).update(
         host="host-1", status=TaskStatus.SUCCEEDED, finished_at=timezone.now()
     )
     download.host = "host-1"
-    create_write_tasks(cards, download)
+    create_write_tasks(cards, download)  # two copies wait for cards on host-1
     link = built(world, order(world.client, kit, kind=OrderKind.DOWNLOAD))
     old = built(world, order(world.client, kit))
-    old.image.state = ImageState.DELETABLE
+    fetch = claim_task(worker=downloader, free_disk=10**11).task  # old's image
+    assert build and fetch, "the set-up's claims found no task"
+    old.image.state = ImageState.DELETABLE  # the warehouse may delete it
     old.image.save(update_fields=["state"])
 
-    build = Task.objects.get(order__in=[cards], kind=TaskKind.CREATE)
-    write = Task.objects.filter(order=cards, kind=TaskKind.WRITE).first()
-    workers = {
-        Role.CREATOR: world.creator,
-        Role.DOWNLOADER: downloader,
-        Role.WRITER: world.writer,
-    }
-    tasks = {Role.CREATOR: build, Role.DOWNLOADER: download}
-    common = {
+    # Each worker role names its own worker and a task of its kind; the others
+    # (staff, client, warehouse) the writer's, as a manager looking at it would.
+    worker = {Role.CREATOR: world.creator, Role.DOWNLOADER: downloader}.get(
+        role, world.writer
+    )
+    task = {
+        Role.CREATOR: build,
+        Role.DOWNLOADER: fetch,
+    }.get(role) or Task.objects.filter(order=cards, kind=TaskKind.WRITE).first()
+    paths = {
         "/api/v1/configurations/{id}/": kit.pk,
         "/api/v1/orders/{id}/": cards.pk,
         "/api/v1/orders/{id}/download/": link.pk,
         "/api/v1/users/{id}/": world.client.pk,
         "/api/v1/warehouses/deletions/{image_id}/": old.image.pk,
+        "/api/v1/tasks/{id}/": task.pk,
+        "/api/v1/workers/{id}/": worker.pk,
     }
-    per_role = {}
-    for role, account in accounts.items():
-        worker = workers.get(role, world.writer)
-        paths = {
-            **common,
-            "/api/v1/tasks/{id}/": tasks.get(role, write).pk,
-            "/api/v1/workers/{id}/": worker.pk,
-        }
-        per_role[role] = {"account": account, "paths": paths}
-    return per_role
+    return accounts[role], paths
 
 
 def config_file(folder: Path, token: str, paths: dict) -> Path:
@@ -179,6 +178,7 @@ def schemathesis(live_server, schema: Path, folder: Path, config: Path):
             CHECKS,
             "--phases",
             PHASES,
+            # Reports (none asked for) and crash files stay out of the clone.
             "--report-dir",
             str(folder / "report"),
         ],
@@ -195,12 +195,13 @@ def test_no_generated_request_gets_a_5xx_or_an_answer_off_the_schema(
     live_server, schema, tmp_path, role
 ):
     begun = time.monotonic()
-    per_role = objects()
-    account = per_role[role]["account"]
+    account, paths = objects(role)
     token = str(RefreshToken.for_user(account).access_token)
-    config = config_file(tmp_path, token, per_role[role]["paths"])
+    config = config_file(tmp_path, token, paths)
     started = time.monotonic()
     result = schemathesis(live_server, schema, tmp_path, config)
+    # Shown with ``pytest -rP``: each role's time and schemathesis's warnings
+    # (operations a role may not call, data the API refused).
     print(
         f"set-up {started - begun:.1f}s, schemathesis {time.monotonic() - started:.1f}s"
     )
