@@ -26,6 +26,10 @@ def _query(request, name: str, longest: int) -> str:
     value = request.query_params.get(name, "").strip()
     if len(value) > longest:
         raise ValidationError({name: [_("At most %(n)d characters.") % {"n": longest}]})
+    # PostgreSQL cannot take a NUL in a query's text: a 400, not its 500.
+    if "\x00" in value:
+        # xgettext:no-python-format
+        raise ValidationError({name: [_("Remove the NUL character (%00).")]})
     return value
 
 

@@ -61,6 +61,14 @@ class EntryApiTests(TestCase):
         self.assertEqual(row["size"], entry.size)
         self.assertNotIn("search_text", row)
 
+    def test_a_nul_in_a_filter_is_a_400_naming_it(self):
+        # PostgreSQL refused the NUL with a 500 (schemathesis, issue 13).
+        for name in ("search", "category"):
+            with self.subTest(name=name):
+                response = api(self.client_user).get(ENTRIES, {name: "a\x00b"})
+                self.assertEqual(response.status_code, 400, response.content)
+                self.assertIn("NUL", response.json()[name][0])
+
     def test_search_language_and_category_narrow_the_list(self):
         target = self.entries[7]
         word = target.title.split()[1]

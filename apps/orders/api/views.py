@@ -3,6 +3,7 @@ import json
 import yaml
 from django.db.models import Prefetch
 from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, renderers, serializers, viewsets
 from rest_framework.decorators import action
@@ -139,8 +140,11 @@ class OrderViewSet(
 
     @extend_schema(
         responses={
+            # The body is a YAML document (a mapping), not a YAML string: a
+            # client that parses it, as schemathesis does, gets an object.
             (200, "application/yaml"): OpenApiResponse(
-                str, description="image-creator's YAML, as frozen on the order"
+                OpenApiTypes.OBJECT,
+                description="image-creator's YAML, as frozen on the order",
             ),
             (200, "application/json"): inline_serializer(
                 "OrderRecipe",

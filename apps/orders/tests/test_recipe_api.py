@@ -258,6 +258,14 @@ class RecipeEndpointTests(RecipeApiTestCase):
         self.assertEqual(text, self.placed.recipe)
         MainConfig.read_from(text)
 
+    def test_the_schema_describes_the_yaml_download_as_the_mapping_it_is(self):
+        schema = self.client.get("/api/schema/?format=json").json()
+        answers = schema["paths"]["/api/v1/orders/{id}/recipe/"]["get"]["responses"]
+        described = answers["200"]["content"]["application/yaml"]["schema"]
+        self.assertEqual(described["type"], "object")
+        body = yaml.safe_load(self.client_api.get(self.url).content)
+        self.assertIsInstance(body, dict)
+
     def test_asked_for_json_the_recipe_comes_with_its_size(self):
         response = self.client_api.get(self.url, HTTP_ACCEPT="application/json")
         self.assertEqual(response.status_code, 200, response.content)

@@ -381,7 +381,9 @@ class WarehouseViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(ImageSerializer(image).data)
 
     @extend_schema(responses=ImageSerializer(many=True))
-    @action(detail=False, methods=["get"])
+    # A plain list of at most 500, never a page: without this the schema would
+    # describe the viewset's pagination, which this answer has never had.
+    @action(detail=False, methods=["get"], pagination_class=None)
     def deletions(self, request):
         queryset = images.deletable(self.mine())[:500]
         return Response(ImageSerializer(queryset, many=True).data)

@@ -7,7 +7,8 @@ from apps.common.errors import Conflict
 from apps.scheduler.models import Image, ImageState, Task, TaskStatus
 from apps.scheduler.services.claims import claim_task
 from apps.scheduler.services.images import declare_image, warehouse_received
-from apps.scheduler.testing import World, order
+from apps.scheduler.testing import World, api, order
+from apps.scheduler.testing import image as make_image
 
 IMG, BMAP = "1" * 64, "2" * 64
 
@@ -84,3 +85,18 @@ class ImageTests(TestCase):
         again = self.receive(placed, "image.img", 100, IMG)
         self.assertEqual(again.state, ImageState.VERIFIED)
         self.assertEqual(Task.objects.filter(kind="download").count(), 1)
+
+
+class DeletionsListTests(TestCase):
+    def test_the_deletions_are_a_plain_list_as_the_schema_says(self):
+        world = World()
+        image = make_image(
+            order(world.client), world.warehouse, state=ImageState.DELETABLE
+        )
+        response = api(world.warehouse_account).get("/api/v1/warehouses/deletions/")
+        self.assertEqual(response.status_code, 200, response.content)
+        self.assertEqual([row["id"] for row in response.json()], [str(image.pk)])
+        schema = self.client.get("/api/schema/?format=json").json()
+        answer = schema["paths"]["/api/v1/warehouses/deletions/"]["get"]["responses"]
+        described = answer["200"]["content"]["application/json"]["schema"]
+        self.assertEqual(described["type"], "array")
