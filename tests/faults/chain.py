@@ -21,11 +21,13 @@ from demo.cards import LoopCardSlot, blank_card, loop_missing
 from demo.catalog import ContentServer, catalog_entries, make_catalog
 from demo.chain import Chain, free_port, wait_for
 from tests.faults.services import PostgresCluster, RedisServer, missing
+from workers.common.api import ApiError
 
 #: A lease outlives every outage of the suite (services.OUTAGE_SECONDS), so a
 #: task survives it in the hands of the worker that holds it, or it is lost
 #: and the sweeper's requeue shows in the task's events.
 LEASE_SECONDS = 60
+FINISHED = {"pending_shipment", "shipped", "failed", "canceled", "expired"}
 TOOLS = ("zimwriterfs", "sfdisk", "mformat", "mcopy", "mke2fs")
 TOOLS += ("docker-registry", "skopeo")
 #: cgroup v1's write limit per device: a slowed-down card is written for long
@@ -75,6 +77,7 @@ class FaultChain(Chain):
         self.cards = self.demo / "cards"
         self.content: ContentServer | None = None
         self.entries: list[dict] = []
+        self.placed: list[str] = []
 
     def start_all(self) -> None:
         self.migrate()
@@ -99,7 +102,23 @@ class FaultChain(Chain):
         start()
 
     def place(self, name: str, kind: str = "physical") -> str:
-        return self.place_order(self.entries, quantity=1, name=name, kind=kind)
+        order = self.place_order(self.entries, quantity=1, name=name, kind=kind)
+        self.placed.append(order)
+        return order
+
+    def tidy(self, orders: list[str]) -> None:
+        """After a test: cancel its orders that are still going (a failed test's
+        copy would take the next test's card), take the card out, free the slot."""
+        for order in orders:
+            try:
+                if self.order(order)["status"] not in FINISHED:
+                    self.client("demo-manager").post(f"api/v1/orders/{order}/cancel/")
+            except ApiError as exc:
+                print(f"could not cancel order {order}: {exc}")
+        if self.slot is not None:
+            self.throttle(0)
+            if self.slot.card is not None:
+                self.slot.remove()
 
     def task(self, order_id: str, kind: str) -> dict | None:
         found = [t for t in self.tasks(order_id) if t["kind"] == kind]

@@ -34,6 +34,15 @@ THROTTLE = 4 * 1024 * 1024
 API_DOWN_SECONDS = 4
 
 
+@pytest.fixture(autouse=True)
+def own_orders(fault_chain):  # noqa: F811 - the fixture imported above
+    """Each test's orders are its own: what a failed test leaves going is
+    canceled, so that it does not take the next test's card."""
+    before = len(fault_chain.placed)
+    yield
+    fault_chain.tidy(fault_chain.placed[before:])
+
+
 def test_an_api_restarted_while_a_creator_uploads_and_a_writer_writes_loses_nothing(
     fault_chain,  # noqa: F811 - the fixture imported above
 ):
@@ -111,29 +120,32 @@ def test_a_warehouse_restarted_mid_upload_and_mid_download_resumes_both(
     alive = chain.children.check
     order = chain.place("Warehouse restart")
 
-    def at(kind, phase, low, high):
-        task = chain.task(order, kind)
-        return (
-            task
-            and task["status"] == "running"
-            and task["phase"] == phase
-            and low <= task["percent"] <= high
-        )
+    # 2 GB cross loopback in 3 to 13 s, faster than the progress the API
+    # shows is refreshed (every renewal): the .part files tell sooner.
+    built = chain.demo / "creator" / "work" / order / "image.img"
+    stored = chain.demo / "warehouse" / "orders" / order / "image.img"
+    downloaded = chain.demo / "images" / order / "image.img"
+
+    def tenth_of(source, target):
+        def arrived():
+            part = target.with_name(target.name + ".part")
+            try:  # the source is there (not renamed from its .part) once done
+                return part.stat().st_size >= source.stat().st_size // 10
+            except FileNotFoundError:
+                return False
+
+        return arrived
 
     logs = {name: chain.log_size(name) for name in ("creator", "downloader")}
     wait_for(
-        lambda: at("create", "uploading", 15, 60),
-        "the upload",
-        timeout=240,
-        interval=0.2,
-        alive=alive,
+        tenth_of(built, stored), "the upload", timeout=240, interval=0.02, alive=alive
     )
     chain.restart("warehouse", chain.start_warehouse)
     wait_for(
-        lambda: at("download", "downloading", 10, 60),
+        tenth_of(stored, downloaded),
         "the download",
         timeout=180,
-        interval=0.1,
+        interval=0.02,
         alive=alive,
     )
     chain.restart("warehouse", chain.start_warehouse)
@@ -177,7 +189,7 @@ def test_redis_down_for_a_while_loses_no_email_and_sends_none_twice(
         alive=alive,
     )
     rqworker = chain.children.procs["rqworker"].pid
-    logs = {name: chain.log_size(name) for name in ("web", "rqworker")}
+    logs = {proc: chain.log_size(proc) for proc in ("web", "rqworker")}
 
     chain.redis.stop()
     began = time.monotonic()
@@ -229,8 +241,10 @@ def test_postgresql_down_for_a_while_workers_back_off_and_the_sweeper_catches_up
     order = chain.place("PostgreSQL outage")
 
     def uploading():
+        # The phase is reported as it starts; the upload (3 to 13 s) then ends
+        # inside the outage.
         task = chain.task(order, "create")
-        return task and task["phase"] == "uploading" and 30 <= task["percent"] <= 80
+        return task and task["status"] == "running" and task["phase"] == "uploading"
 
     wait_for(uploading, "the upload", timeout=180, interval=0.2, alive=alive)
     names = ("creator", "downloader", "writer", "sweeper", "warehouse", "web")
@@ -240,29 +254,27 @@ def test_postgresql_down_for_a_while_workers_back_off_and_the_sweeper_catches_up
     # The upload ends, the warehouse reports it and the creator reports its
     # success while the database is down.
     chain.postgres.stop()
-    time.sleep(OUTAGE_SECONDS)
-    alive()  # no process died of it
-    chain.postgres.start()
+    try:
+        time.sleep(OUTAGE_SECONDS)
+        alive()  # no process died of it
+    finally:
+        chain.postgres.start()
+    restarted = chain.log_size("sweeper")
 
     wait_for(
         lambda: chain.task(order, "write"), "the write task", timeout=180, alive=alive
     )
     chain.feed_card("postgres-outage")
     chain.wait_order(order, "pending_shipment", timeout=120)
-    sweeps = chain.log_since("sweeper", logs["sweeper"])
-    wait_for(
-        lambda: chain.log_since("sweeper", logs["sweeper"]).count("sweep: ") >= 2,
-        "sweeps after the outage",
-        timeout=30,
-        alive=alive,
-    )
+    # The sweeper reported the passes the outage failed, and sweeps again.
+    assert "sweep failed" in chain.log_since("sweeper", logs["sweeper"])
+    assert "sweep: " in chain.log_since("sweeper", restarted)
 
     for name, pid in pids.items():
         assert chain.children.procs[name].pid == pid, f"{name} was restarted"
     # The API said "unavailable" (503, retried), never 500 (a worker would
     # have given the task up).
     creator = chain.log_since("creator", logs["creator"])
-    assert "API answered 503" in creator or "API unreachable" in creator
+    assert "API answered 503" in creator
     assert " 500 " not in creator
-    assert "sweep failed" in sweeps
     chain.done_once([order])
