@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/api_bench.py [--workers 50 200] [--duration 30]
         [--orders 10000] [--speedup 10] [--gunicorn gthread:3:4 ...] [--profile]
+        [--fault none redis postgres] [--outage 10]
 
 A template database with ``--orders`` pending orders (each with its create task)
 is loaded once; every measured run starts from a fresh copy of it and a fresh
@@ -15,6 +16,15 @@ is then hit by as many clients, each sending the same requests at the same times
 as a worker would. Latency is measured by the client, per request; X-Bench-Ms
 (time in Django) and X-Bench-Queries come from the bench middleware
 (bench/bench_urls.py).
+
+``--fault`` runs the same load once per mode, side by side in one run, on a
+PostgreSQL cluster and a redis-server of the bench's own (tests/faults/services.py;
+the shared servers are never stopped): ``none``, ``redis`` (Redis stopped halfway
+through the measured window, started again after ``--outage`` seconds) and
+``postgres`` (PostgreSQL likewise). Its simulated workers retry as the real
+workers' client does (connection errors and 502/503/504, backoff from 1 s doubling
+up to 30 s); a request is *lost* when it never got an answer below 500 that way,
+and its latency runs from its first attempt to its answer, retries included.
 
 Only loopback is used. The load generator is this process (threads over the
 standard library's http.client, no Django); it shares the machine's cores with
@@ -48,6 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.faults.services import PostgresCluster, RedisServer  # noqa: E402
 from workers.common.names import Event, WorkerKind  # noqa: E402
 
 DATABASE = "imager_bench"
@@ -65,6 +76,8 @@ LABELS = [
     "events succeeded",
     "events failed",
 ]
+# What the real workers' client retries (workers/common/api.py).
+RETRY_STATUSES = {502, 503, 504}
 
 
 # --- Loading the template database (runs in a child process with Django) ---------
@@ -210,6 +223,9 @@ def service_env(args, data_dir: Path, key_file: Path, database: str) -> dict:
         # The loaded warehouse never sends heartbeats; it must stay online.
         WORKER_OFFLINE_AFTER="864000",
         LOG_LEVEL="WARNING",
+        # The loaded configuration's content (apps.scheduler.testing.ZIM) is on
+        # loopback, which the outbound rule refuses unless allowed.
+        OUTBOUND_ALLOWED_NETWORKS="127.0.0.0/8",
     )
     env.pop("JWT_PRIVATE_KEY", None)
     return env
@@ -344,6 +360,10 @@ class Recorder:
         # One entry per claim answered with no task (append is thread-safe).
         self.claims_empty: list[int] = []
         self.lock = threading.Lock()  # errors only: += is not atomic
+        # --fault runs: retry as the real workers do; retried attempts counted.
+        self.retry = False
+        self.retried: list[int] = []
+        self.lost: list[int] = []  # no answer, or >= 500 after any retries
 
     def error(self, label: str, example: str) -> None:
         with self.lock:
@@ -355,11 +375,24 @@ class Recorder:
 
     def call(self, client: Client, label: str, method: str, path: str, body=None):
         started = time.perf_counter()
-        try:
-            status, raw, headers = client.call(method, path, body)
-        except (OSError, http.client.HTTPException) as exc:
+        delay = 1.0
+        while True:
+            try:
+                status, raw, headers = client.call(method, path, body)
+                failure = f"{status} {raw[:300]!r}" if status in RETRY_STATUSES else ""
+            except (OSError, http.client.HTTPException) as exc:
+                status, failure = 0, repr(exc)
+            # Until well after the window: a request the fault held up counts.
+            if not (failure and self.retry and time.perf_counter() < self.end + 60):
+                break
             if self.measuring(started):
-                self.error(label, repr(exc))
+                self.retried.append(1)
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
+        if status == 0:
+            if self.measuring(started):
+                self.error(label, failure)
+                self.lost.append(1)
             return None
         elapsed = (time.perf_counter() - started) * 1000
         if self.measuring(started):
@@ -373,6 +406,8 @@ class Recorder:
             )
             if status >= 400:
                 self.error(label, f"{status} {raw[:300]!r}")
+            if status >= 500:
+                self.lost.append(1)
         if status >= 400:
             return None
         return json.loads(raw) if raw else {}
@@ -605,11 +640,24 @@ def bare_client(port, recorder, stop_at, args, seed) -> None:
         recorder.call(client, "bare", "GET", "/bare/")  # succeeded
 
 
-def run_threads(target, count: int, args, recorder: Recorder, extra, group: int):
-    """Start ``count`` clients, measure ``args.duration`` seconds after a warm-up."""
+def run_threads(
+    target, count: int, args, recorder: Recorder, extra, group: int, fault=None
+):
+    """Start ``count`` clients, measure ``args.duration`` seconds after a warm-up;
+    ``fault(seconds)`` (a server's outage) runs halfway through the window."""
     now = time.perf_counter()
     recorder.start = now + args.warmup
     recorder.end = recorder.start + args.duration
+    injector = None
+    if fault is not None:
+        halfway = recorder.start + args.duration / 2
+
+        def inject():
+            time.sleep(max(0.0, halfway - time.perf_counter()))
+            fault(args.outage)
+
+        injector = threading.Thread(target=inject, daemon=True)
+        injector.start()
     recorder.cpu = CpuMeter(group)
     meter = threading.Thread(
         target=recorder.cpu.run, args=(recorder.start, recorder.end), daemon=True
@@ -626,9 +674,12 @@ def run_threads(target, count: int, args, recorder: Recorder, extra, group: int)
     for thread in threads:
         thread.start()
     for thread in threads:
-        # A request in flight at the end has 30 s (the socket timeout) to finish.
-        thread.join(timeout=max(0, recorder.end - time.perf_counter()) + 35)
+        # A request in flight at the end has 30 s (the socket timeout) to finish,
+        # or, retrying through a fault, the minute after the window.
+        thread.join(timeout=max(0, recorder.end - time.perf_counter()) + 95)
     meter.join()
+    if injector is not None:
+        injector.join()
 
 
 def tokens(port: int) -> list[str]:
@@ -763,6 +814,16 @@ def main() -> None:
         help="off: commits do not wait for the disk (bench database only), to "
         "tell the time of fsyncs from the rest",
     )
+    parser.add_argument(
+        "--fault",
+        nargs="+",
+        choices=FAULTS,
+        help="run the load once per mode on servers of the bench's own: none, "
+        "redis or postgres (stopped halfway, started after --outage seconds)",
+    )
+    parser.add_argument(
+        "--outage", type=float, default=10, help="seconds a --fault server is down"
+    )
     parser.add_argument("--keep", action="store_true", help="keep databases and files")
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -770,6 +831,7 @@ def main() -> None:
         load_template(args.orders, ACCOUNTS)
         return
 
+    servers = own_servers(args) if args.fault else None
     work = Path(tempfile.mkdtemp(prefix="api-bench-"))
     key_file = work / "jwt_private.pem"
     run(["openssl", "genpkey", "-algorithm", "RSA", "-out", str(key_file)])
@@ -779,6 +841,8 @@ def main() -> None:
         env = service_env(args, work, key_file, TEMPLATE)
         recreate(args.postgres, TEMPLATE)
         run([python, "manage.py", "migrate", "--noinput", "-v", "0"], env)
+        # With DEBUG off the site refuses to start without collected static files.
+        run([python, "manage.py", "collectstatic", "--no-input", "-v", "0"], env)
         run([python, __file__, "--load", "--orders", str(args.orders)], env)
         psql(args.postgres, "VACUUM ANALYZE", TEMPLATE)
         print(
@@ -797,7 +861,10 @@ def main() -> None:
         )
         for spec in args.gunicorn:
             for count in args.workers:
-                measure(args, spec, count, work, key_file)
+                if servers:
+                    measure_faults(args, spec, count, work, key_file, servers)
+                else:
+                    measure(args, spec, count, work, key_file)
     finally:
         if not args.keep:
             for name in (DATABASE, TEMPLATE):
@@ -807,6 +874,9 @@ def main() -> None:
                 run(["redis-cli", "-u", args.redis, "FLUSHDB"])
         else:
             print(f"# kept {work} and databases {DATABASE}, {TEMPLATE}")
+        if servers:
+            for server in servers.values():
+                server.close()
 
 
 def measure(args, spec: str, count: int, work: Path, key_file: Path) -> None:
@@ -843,6 +913,77 @@ def measure(args, spec: str, count: int, work: Path, key_file: Path) -> None:
     print("\n".join(report(api, bare, args.duration)))
     if args.profile:
         print_profiles(profiles, 25)
+
+
+# --- Faults -----------------------------------------------------------------------
+
+FAULTS = ["none", "redis", "postgres"]
+
+
+def own_servers(args) -> dict:
+    """A PostgreSQL cluster and a redis-server of the bench's own, which it may
+    stop: the shared ones serve other people's tests."""
+    postgres, redis = PostgresCluster(), RedisServer()
+    postgres.init()
+    postgres.start()
+    redis.start()
+    args.postgres = postgres.url("").rstrip("/")
+    args.redis = redis.url(13)
+    return {"postgres": postgres, "redis": redis}
+
+
+def measure_faults(args, spec, count, work, key_file, servers) -> None:
+    """The same load once per --fault mode, then one table of them side by side."""
+    rows = []
+    for mode in args.fault:
+        recreate(args.postgres, DATABASE, TEMPLATE)
+        env = service_env(args, work, key_file, DATABASE)
+        fault = None
+        if mode != "none":
+            server = servers[mode]
+
+            def fault(seconds, server=server):
+                server.stop()
+                time.sleep(seconds)
+                server.start()
+
+        with Gunicorn(spec, env, work / "gunicorn.log") as gunicorn:
+            access = tokens(gunicorn.port)
+            api = Recorder()
+            api.retry = True
+            run_threads(
+                creator,
+                count,
+                args,
+                api,
+                lambda i, port=gunicorn.port, access=access: (
+                    port,
+                    access[i % ACCOUNTS],
+                    f"bench-{i:04d}",
+                ),
+                gunicorn.process.pid,
+                fault,
+            )
+        rows.append((mode, api))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\n## {count} simulated workers, gunicorn {spec}, faults halfway through "
+        f"{args.duration:.0f} s, {args.outage:.0f} s down; load average {load}"
+    )
+    print(
+        f"{'fault':<10}{'requests':>9}{'lost':>6}{'retried':>8}{'errors':>7}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    )
+    for mode, api in rows:
+        latency = [s[0] for label in LABELS for s in api.rows[label]]
+        errors = sum(api.errors.values())
+        print(
+            f"{mode:<10}{len(latency):>9}{len(api.lost):>6}{len(api.retried):>8}"
+            f"{errors:>7}{percentile(latency, 0.5):>9.1f}"
+            f"{percentile(latency, 0.99):>9.1f}{max(latency, default=0):>9.1f}"
+        )
+        for label, example in api.examples.items():
+            print(f"  {mode}: first error of {label}: {example}")
 
 
 if __name__ == "__main__":

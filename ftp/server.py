@@ -131,7 +131,7 @@ class WarehouseMixin:
     def __init__(self, conn, server, ioloop=None):
         self.session = None
         self.upload = None
-        self._refusal = ""
+        self._refusal, self._refusal_code = "", "550"
         self._watch = None
         self.authorizer = SessionAuthorizer(self)
         super().__init__(conn, server, ioloop)
@@ -263,12 +263,12 @@ class WarehouseMixin:
                 self.respond(f"530 {msg}")
                 self.log_cmd(cmd, arg, 530, msg)
                 return
-        self._refusal = ""
+        self._refusal, self._refusal_code = "", "550"
         super().pre_process_command(line, cmd, arg)
 
     def respond(self, resp, logfun=pyftpdlib_logger.debug):
         if resp == NOT_ENOUGH and self._refusal:
-            resp = f"550 {self._refusal}"
+            resp = f"{self._refusal_code} {self._refusal}"
         super().respond(resp, logfun=logfun)
 
     def permitted(self, perm: str, path: str | None) -> bool:
@@ -291,6 +291,9 @@ class WarehouseMixin:
             )
         except Unavailable as exc:
             decision = policy.deny(f"{exc}; try again in a minute")
+            # 451: a transient failure the client retries; a 550 would make a
+            # creator give up an upload (and its task) while the API restarts.
+            self._refusal_code = "451"
         except Denied as exc:
             decision = policy.deny(str(exc))
         self._refusal = decision.reason

@@ -2,7 +2,10 @@
 
 ``notify`` only records what happened (ids, never objects); the rq job loads fresh
 rows, renders translated templates and sends. Without Redis the job runs at once
-(django-rq's ASYNC=False), with Redis an ``rqworker`` sends it.
+(django-rq's ASYNC=False), with Redis an ``rqworker`` sends it. When Redis is
+configured but down, the notification waits in the database
+(``PendingNotification``) and ``queue_pending`` (run by every sweep) queues it
+once Redis is back.
 """
 
 import logging
@@ -12,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.notifications.jobs import send_notification
+from apps.notifications.models import PendingNotification
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +37,43 @@ def notify(kind: str, **context) -> None:
     context = {key: str(value) for key, value in context.items() if value is not None}
 
     def enqueue():
-        # ASYNC is read here, not at import, so settings can switch it.
-        is_async = settings.RQ_QUEUES["default"].get("ASYNC", True)
         try:
-            queue = django_rq.get_queue("default", is_async=is_async)
-            queue.enqueue(send_notification, kind, context)
-        except Exception:
-            # A lost e-mail must not fail the request that caused it.
-            log.exception("could not queue the %s notification", kind)
+            _enqueue(kind, context)
+        except Exception as exc:
+            # A late e-mail must not fail the request that caused it: it waits
+            # in the database until Redis answers again.
+            log.warning("could not queue the %s notification (%s); kept", kind, exc)
+            try:
+                PendingNotification.objects.create(kind=kind, context=context)
+            except Exception:
+                log.exception("the %s notification is lost", kind)
 
     transaction.on_commit(enqueue)
+
+
+def _enqueue(kind: str, context: dict) -> None:
+    # ASYNC is read here, not at import, so settings can switch it.
+    is_async = settings.RQ_QUEUES["default"].get("ASYNC", True)
+    queue = django_rq.get_queue("default", is_async=is_async)
+    queue.enqueue(send_notification, kind, context)
+
+
+def queue_pending(limit: int = 500) -> int:
+    """Queue the notifications kept while Redis was down, oldest first; stops
+    at the first that still cannot be queued. Returns how many were queued.
+
+    Each row is deleted before it is queued (a conditional delete, counted), so
+    two sweepers never queue one twice; it is put back if queuing fails."""
+    queued = 0
+    for pending in PendingNotification.objects.all()[:limit]:
+        deleted, _ = PendingNotification.objects.filter(pk=pending.pk).delete()
+        if not deleted:
+            continue  # another sweeper has it
+        try:
+            _enqueue(pending.kind, pending.context)
+        except Exception as exc:
+            pending.save(force_insert=True)
+            log.warning("notifications still wait for Redis (%s)", exc)
+            break
+        queued += 1
+    return queued

@@ -14,6 +14,7 @@ none when the lease is lost (the task is another worker's by then).
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,14 @@ from workers.common.names import Event
 from workers.common.progress import Canceled
 
 log = logging.getLogger(__name__)
+
+#: Answers that say the API (or its database) is away for a while, not "no".
+UNAVAILABLE = {0, 502, 503, 504}
+#: How long a report waits for the API to come back. Reports are idempotent (one
+#: event_id), so sending one again is safe; giving a finished task up instead
+#: would let its lease run out and another worker do it all again.
+REPORT_PATIENCE = 15 * 60
+REPORT_PAUSE = 5  # seconds between two sends of one report
 
 
 class Stop(Exception):
@@ -106,18 +115,32 @@ class Lease:
                 return
 
     def event(self, type: str, **data) -> dict:
-        """Report an event; retried requests reuse one event_id (idempotent)."""
+        """Report an event; retried requests reuse one event_id (idempotent).
+        While the API is unavailable the report is sent again, for up to
+        ``REPORT_PATIENCE`` seconds; a 409 ends that (the lease is lost)."""
         body = {
             "lease_id": self.lease_id,
             "event_id": str(uuid.uuid4()),
             "type": type,
             **data,
         }
-        try:
-            return self.api.post(f"api/v1/tasks/{self.task_id}/events/", body)
-        except LeaseLost:
-            self.lost.set()
-            raise
+        deadline = time.monotonic() + REPORT_PATIENCE
+        while True:
+            try:
+                return self.api.post(f"api/v1/tasks/{self.task_id}/events/", body)
+            except LeaseLost:
+                self.lost.set()
+                raise
+            except ApiError as exc:
+                if exc.status not in UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                log.warning(
+                    "task %s: the %s report waits for the API: %s",
+                    self.task_id,
+                    type,
+                    exc,
+                )
+                time.sleep(REPORT_PAUSE)
 
 
 @dataclass(frozen=True)

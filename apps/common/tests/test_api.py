@@ -3,8 +3,11 @@
 import re
 
 from django.contrib.staticfiles import finders
+from django.db import OperationalError
 from django.test import TestCase, override_settings
 from django.urls import reverse
+from rest_framework.test import APIRequestFactory
+from rest_framework.views import APIView
 
 
 class HealthTests(TestCase):
@@ -91,3 +94,17 @@ class BackendTests(TestCase):
         expected = {"sqlite": "sqlite", "postgres": "postgresql", "mongodb": "mongodb"}
         wanted = os.environ.get("IMAGER_TEST_DB", "sqlite")
         self.assertEqual(connection.vendor, expected[wanted])
+
+
+class DatabaseDownTests(TestCase):
+    def test_an_unreachable_database_is_a_503_the_workers_retry_not_a_500(self):
+        class Broken(APIView):
+            authentication_classes = permission_classes = ()
+
+            def get(self, request):
+                raise OperationalError("connection refused")
+
+        response = Broken.as_view()(APIRequestFactory().get("/"))
+        self.assertEqual(response.status_code, 503)
+        self.assertEqual(response.data["code"], "database_unavailable")
+        self.assertEqual(response["Retry-After"], "5")

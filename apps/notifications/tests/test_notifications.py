@@ -10,8 +10,10 @@ from rq.worker import SimpleWorker
 from apps.accounts.models import Role
 from apps.accounts.testing import make_user
 from apps.notifications.jobs import send_notification
-from apps.notifications.services import KINDS, notify
+from apps.notifications.models import PendingNotification
+from apps.notifications.services import KINDS, notify, queue_pending
 from apps.scheduler.models import Task
+from apps.scheduler.services.sweeper import sweep
 from apps.scheduler.testing import World, order
 
 
@@ -154,5 +156,35 @@ class QueueTests(TestCase):
         worker = django_rq.get_worker("default", worker_class=SimpleWorker)
         worker.work(burst=True)
         self.assertEqual(queue.count, 0)
+        self.assertEqual([m.to for m in mail.outbox], [["client@example.org"]])
+        self.assertIn(str(placed.pk), mail.outbox[0].body)
+
+
+class OutageTests(TestCase):
+    """Redis down: the notification waits in the database, and the sweep after
+    Redis is back queues it once."""
+
+    DOWN = {"default": {"URL": "redis://127.0.0.1:1/0", "ASYNC": True}}
+    UP = {"default": {"URL": "redis://127.0.0.1:6379/15", "ASYNC": True}}
+
+    def test_a_notification_queued_while_redis_is_down_is_sent_after(self):
+        world = World()
+        with override_settings(RQ_QUEUES=self.DOWN):
+            with self.captureOnCommitCallbacks(execute=True):
+                placed = order(world.client)
+            [pending] = PendingNotification.objects.all()
+            self.assertEqual(pending.kind, "order_placed")
+            # Still down: the sweep leaves it where it is.
+            self.assertEqual(queue_pending(), 0)
+            self.assertEqual(PendingNotification.objects.count(), 1)
+        with override_settings(RQ_QUEUES=self.UP):
+            queue = django_rq.get_queue("default", is_async=True)
+            queue.empty()
+            self.assertEqual(sweep().mailed, 1)
+            self.assertEqual(sweep().mailed, 0)  # once
+            self.assertEqual(queue.count, 1)
+            mail.outbox.clear()
+            django_rq.get_worker("default", worker_class=SimpleWorker).work(burst=True)
+        self.assertFalse(PendingNotification.objects.exists())
         self.assertEqual([m.to for m in mail.outbox], [["client@example.org"]])
         self.assertIn(str(placed.pk), mail.outbox[0].body)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
-from apps.notifications.services import notify
+from apps.notifications.services import notify, queue_pending
 from apps.orders import pipeline
 from apps.orders.models import Order, OrderKind, OrderStatus
 from apps.scheduler.models import (
@@ -40,6 +40,7 @@ class SweepReport:
     expired: int = 0
     deletable: int = 0
     repaired: int = 0
+    mailed: int = 0  # notifications kept while Redis was down, now queued
 
     def __str__(self):
         return ", ".join(f"{key} {value}" for key, value in asdict(self).items())
@@ -61,6 +62,7 @@ def sweep(now=None) -> SweepReport:
     mark_offline(now, report)
     expire_orders(now, report)
     repair(report)
+    report.mailed = queue_pending()
     return report
 
 

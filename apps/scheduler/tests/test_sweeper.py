@@ -2,15 +2,18 @@
 
 import io
 from datetime import timedelta
+from unittest import mock
 
 import time_machine
 from django.core import mail
 from django.core.management import call_command
-from django.test import TestCase, override_settings
+from django.db import OperationalError
+from django.test import TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
 from apps.orders import pipeline
 from apps.orders.models import OrderStatus
+from apps.scheduler.management.commands import sweep as sweep_command
 from apps.scheduler.models import (
     ImageState,
     Slot,
@@ -170,3 +173,35 @@ class SweeperTests(TestCase):
         claim_task(worker=self.world.creator)
         with later(121):
             self.assertIn("requeued 1", sweep_job())
+
+
+class SweepLoopTests(TransactionTestCase):
+    """Not in a test transaction: the loop closes a broken connection, which
+    would end the transaction a TestCase wraps each test in."""
+
+    def test_the_sweep_loop_outlives_a_database_outage(self):
+        """A pass that meets a database that is down is reported; the loop
+        sweeps again at its next pass instead of dying."""
+        passes = iter([OperationalError("server closed the connection"), None])
+        naps = []
+
+        def flaky_sweep():
+            failure = next(passes)
+            if failure is not None:
+                raise failure
+            return sweep()
+
+        def nap(seconds):
+            naps.append(seconds)
+            if len(naps) == 2:
+                raise KeyboardInterrupt  # how the loop is stopped
+
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            mock.patch.object(sweep_command, "sweep", flaky_sweep),
+            mock.patch.object(sweep_command.time, "sleep", nap),
+        ):
+            call_command("sweep", "--loop", "--interval", "7", stdout=out, stderr=err)
+        self.assertIn("sweep failed, next try in 7 s: server closed", err.getvalue())
+        self.assertIn("sweep: requeued 0", out.getvalue())
+        self.assertEqual(naps, [7, 7])

@@ -2,6 +2,7 @@
 
 import pytest
 
+import workers.common.lease as lease_module
 from workers.common.api import ApiError, LeaseLost
 from workers.common.lease import (
     CANCELED,
@@ -125,9 +126,36 @@ def test_a_lost_lease_stops_the_work_and_reports_nothing():
 
 
 def test_a_report_the_api_refuses_does_not_raise():
-    api = FakeApi(refuse=ApiError(0, "unreachable"))
+    api = FakeApi(refuse=ApiError(400, "no"))
 
     def work(lease):
         raise OSError("disk full")
 
     assert run(api, work).state == FAILED
+
+
+def test_a_report_is_sent_again_while_the_api_is_unavailable(monkeypatch):
+    """A finished task given up to an outage would be done again by another
+    worker once its lease ran out."""
+    monkeypatch.setattr(lease_module, "REPORT_PAUSE", 0)
+    api = FakeApi()
+    answers = [ApiError(503, "database down"), ApiError(0, "unreachable")]
+    post = api.post
+
+    def flaky(path, body=None):
+        if path.endswith("/events/") and answers:
+            raise answers.pop(0)
+        return post(path, body)
+
+    api.post = flaky
+    assert run(api, lambda lease: {"size": 1}).state == SUCCEEDED
+    assert api.events == [(Event.SUCCEEDED, {"result": {"size": 1}})]
+
+
+def test_a_report_gives_up_after_its_patience(monkeypatch):
+    monkeypatch.setattr(lease_module, "REPORT_PAUSE", 0)
+    monkeypatch.setattr(lease_module, "REPORT_PATIENCE", 0)
+    api = FakeApi(refuse=ApiError(503, "database down"))
+    # The judge lets ApiError through: the give-up is what run_under_lease sees.
+    with pytest.raises(ApiError, match="database down"):
+        run(api, lambda lease: {})
