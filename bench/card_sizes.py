@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import resource
 import shutil
 import socket
@@ -54,7 +55,7 @@ import yaml  # noqa: E402
 from offspot_config.inputs.mainconfig import MainConfig  # noqa: E402
 from offspot_config.utils.sizes import get_margin_for, get_raw_content_size  # noqa: E402
 
-from demo.catalog import ContentServer  # noqa: E402
+from demo.catalog import ContentServer, catalog_entries  # noqa: E402
 from demo.chain import LOOPBACK, free_port, wait_for  # noqa: E402
 from demo.inputs import BASE_SIZE, make_base_image  # noqa: E402
 from demo.registry import LocalRegistry, make_oci_layout  # noqa: E402
@@ -103,8 +104,10 @@ print(json.dumps({{"worker": str(worker.pk), "orders": orders}}))
 
 
 def make_content(folder: Path, total: int, count: int) -> list[Path]:
-    """``count`` files of random (incompressible) bytes, ``total`` in all."""
+    """``count`` files of random (incompressible, non-zero) bytes, ``total`` in
+    all; the same bytes at each run (a fixed seed), so runs compare."""
     folder.mkdir(parents=True)
+    rng = random.Random(42)  # noqa: S311 - test data, not secrets
     files = []
     for index in range(count):
         path = folder / f"content{index:02d}.zim"
@@ -112,22 +115,10 @@ def make_content(folder: Path, total: int, count: int) -> list[Path]:
             left = total // count
             while left:
                 step = min(left, 16 * MIB)
-                stream.write(os.urandom(step))
+                stream.write(rng.randbytes(step))
                 left -= step
         files.append(path)
     return files
-
-
-def entries(files: list[Path], base_url: str) -> list[dict]:
-    return [
-        {
-            "title": path.stem,
-            "url": f"{base_url}/{path.name}",
-            "size": path.stat().st_size,
-            "sha256": sha256_file(path),
-        }
-        for path in files
-    ]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -194,7 +185,7 @@ class Bench:
         subprocess.run([*manage, "migrate", "-v0"], env=self.env, check=True, cwd=ROOT)
         script = SETUP.format(
             password=PASSWORD,
-            contents=entries(self.content, self.content_server.url),
+            contents=catalog_entries(self.content, self.content_server.url),
             rounds=self.args.rounds,
             cards=self.args.cards,
         )

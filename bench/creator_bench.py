@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 
+from bench.card_sizes import main as cards_main
+from bench.card_sizes import make_content
 from demo.inputs import BASE_ROOTFS_SIZE, make_base_image
 from workers.common.hashing import sha256_file
 from workers.creator.build import build as build_recipe
@@ -51,23 +52,6 @@ def allocated(path: Path) -> int:
     return path.stat().st_blocks * 512
 
 
-def make_content(folder: Path, total: int, count: int) -> list[Path]:
-    """`count` files of random (incompressible, non-zero) bytes, `total` in all."""
-    folder.mkdir()
-    rng = random.Random(42)  # noqa: S311 - test data, not secrets
-    files = []
-    for index in range(count):
-        path = folder / f"content{index:02d}.zim"
-        with path.open("wb") as stream:
-            left = total // count
-            while left:
-                step = min(left, 16 * MIB)
-                stream.write(rng.randbytes(step))
-                left -= step
-        files.append(path)
-    return files
-
-
 def timed(action) -> float:
     start = time.perf_counter()
     action()
@@ -76,8 +60,6 @@ def timed(action) -> float:
 
 def main() -> None:
     if sys.argv[1:2] == ["cards"]:
-        from bench.card_sizes import main as cards_main
-
         cards_main(sys.argv[2:])
         return
     if sys.argv[1:2] == ["cp"]:
