@@ -29,6 +29,7 @@ from tests.hosting import make_image, publish, verified_image, wait_for
 from tests.hosting import warehouse as ftp_warehouse
 from tests.test_creator_worker import creator, place
 from tests.test_creator_worker import ftp_server as ftp_server  # fixture
+from tests.test_creator_worker import world as world  # fixture (ftp_server)
 from tests.test_warehouse import running
 from workers.creator.tests.conftest import base_image as base_image  # fixture
 from workers.creator.tests.conftest import http_server as http_server  # fixture
@@ -45,16 +46,6 @@ NO_DISK = missing()
 NEEDS_DISK = pytest.mark.skipif(NO_DISK is not None, reason=f"needs {NO_DISK}")
 
 pytestmark = [pytest.mark.django_db(transaction=True), ON_OTHER_BACKEND]
-
-
-@pytest.fixture
-def world(ftp_server):
-    from apps.scheduler.testing import World
-
-    world = World()
-    world.warehouse.ftp_url = ftp_server[0]
-    world.warehouse.save()
-    return world
 
 
 def events(task, type_: str) -> list:
