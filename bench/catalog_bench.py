@@ -26,20 +26,19 @@ import argparse
 import os
 import platform
 import random
-import secrets
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.backends import p95, run_backend  # noqa: E402
+
 PAGE = 50
 PG_DATABASE = "imager_catalog_bench"
-PG_URL = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
 
 
 def measure(entries: int, rounds: int, seed: int) -> list[tuple[str, list[float]]]:
@@ -116,57 +115,11 @@ def measure(entries: int, rounds: int, seed: int) -> list[tuple[str, list[float]
 def child(backend: str, entries: int, rounds: int, seed: int) -> None:
     results = measure(entries, rounds, seed)
     for name, times in results:
-        times.sort()
-        p95 = times[int(len(times) * 0.95) - 1]
+        slow = p95(times)
         print(
-            f"RESULT|{backend}|{name}|{statistics.median(times):.2f}|{p95:.2f}"
+            f"RESULT|{backend}|{name}|{statistics.median(times):.2f}|{slow:.2f}"
             f"|{times[-1]:.2f}"
         )
-
-
-def postgres(sql: str) -> None:
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql],
-        check=True,
-        capture_output=True,
-    )
-
-
-def run_backend(backend: str, args) -> list[list[str]]:
-    # DEBUG off: Django would otherwise record every query in memory.
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="imager_site.settings",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-    )
-    folder = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
-    env["IMAGER_DATA_DIR"] = str(folder)
-    env.pop("REDIS_URL", None)
-    if backend == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
-    else:
-        postgres(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
-        postgres(f"CREATE DATABASE {PG_DATABASE}")
-        env["DATABASE_URL"] = PG_URL
-    print(f"{backend}:")
-    try:
-        output = subprocess.run(
-            [sys.executable, __file__, "--child", backend, "--entries",
-             str(args.entries), "--rounds", str(args.rounds), "--seed", str(args.seed)],
-            env=env, cwd=ROOT, check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        if backend == "postgres":
-            postgres(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
-    rows = []
-    for line in output.splitlines():
-        if line.startswith("RESULT|"):
-            rows.append(line.split("|")[1:])
-        else:
-            print(line)
-    return rows
 
 
 def main() -> None:
@@ -177,14 +130,25 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     if args.child:
         child(args.child, args.entries, args.rounds, args.seed)
         return
     load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     rows = []
     for backend in args.backends:
-        rows += run_backend(backend, args)
+        rows += run_backend(
+            __file__,
+            backend,
+            [
+                "--entries",
+                str(args.entries),
+                "--rounds",
+                str(args.rounds),
+                "--seed",
+                str(args.seed),
+            ],
+            PG_DATABASE,
+        )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"\n{stamp}, {platform.machine()}, {os.cpu_count()} cores, "
@@ -193,8 +157,8 @@ def main() -> None:
     )
     print("| backend | query | median ms | p95 ms | max ms |")
     print("|---|---|---|---|---|")
-    for backend, name, median, p95, longest in rows:
-        print(f"| {backend} | {name} | {median} | {p95} | {longest} |")
+    for backend, name, median, high, longest in rows:
+        print(f"| {backend} | {name} | {median} | {high} | {longest} |")
 
 
 if __name__ == "__main__":

@@ -27,18 +27,17 @@ import argparse
 import os
 import platform
 import random
-import secrets
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.backends import p95, run_backend  # noqa: E402
+
 PG_DATABASE = "imager_ops_bench"
-PG_URL = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
 RECIPE_BYTES = 50_000
 
 
@@ -271,61 +270,12 @@ def measure(orders: int, rounds: int, seed: int) -> list[tuple]:
 
 def child(backend: str, orders: int, rounds: int, seed: int) -> None:
     for name, rows_few, q_few, rows, queries, times in measure(orders, rounds, seed):
-        times.sort()
-        p95 = times[int(len(times) * 0.95) - 1]
+        slow = p95(times)
         shown = "/".join(str(q) for q in sorted(queries))
         print(
             f"RESULT|{backend}|{name}|{rows_few} / {q_few}|{rows} / {shown}"
-            f"|{statistics.median(times):.1f}|{p95:.1f}|{times[-1]:.1f}"
+            f"|{statistics.median(times):.1f}|{slow:.1f}|{times[-1]:.1f}"
         )
-
-
-def postgres(sql: str) -> None:
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql],
-        check=True,
-        capture_output=True,
-    )
-
-
-def run_backend(backend: str, args) -> list[list[str]]:
-    # DEBUG off, as in production (and Django then keeps no list of queries).
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="bench.ops_bench_settings",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="testserver",
-    )
-    folder = Path(tempfile.mkdtemp(prefix="ops-bench-"))
-    env["IMAGER_DATA_DIR"] = str(folder)
-    env.pop("REDIS_URL", None)
-    if backend == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
-    else:
-        postgres(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
-        postgres(f"CREATE DATABASE {PG_DATABASE}")
-        env["DATABASE_URL"] = PG_URL
-    print(f"{backend}:", flush=True)
-    try:
-        done = subprocess.run(
-            [sys.executable, __file__, "--child", backend, "--orders",
-             str(args.orders), "--rounds", str(args.rounds), "--seed", str(args.seed)],
-            env=env, cwd=ROOT, capture_output=True, text=True,
-        )  # fmt: skip
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        if backend == "postgres":
-            postgres(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
-    if done.returncode:
-        raise SystemExit(f"{backend} failed:\n{done.stdout}\n{done.stderr}")
-    rows = []
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT|"):
-            rows.append(line.split("|")[1:])
-        else:
-            print(line)
-    return rows
 
 
 def main() -> None:
@@ -336,14 +286,27 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     if args.child:
         child(args.child, args.orders, args.rounds, args.seed)
         return
     load_before = " ".join(f"{value:.1f}" for value in os.getloadavg())
     rows = []
     for backend in args.backends:
-        rows += run_backend(backend, args)
+        rows += run_backend(
+            __file__,
+            backend,
+            [
+                "--orders",
+                str(args.orders),
+                "--rounds",
+                str(args.rounds),
+                "--seed",
+                str(args.seed),
+            ],
+            PG_DATABASE,
+            DJANGO_SETTINGS_MODULE="bench.ops_bench_settings",
+            ALLOWED_HOSTS="testserver",
+        )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"\n{stamp}, {platform.machine()}, {os.cpu_count()} cores, "
@@ -355,8 +318,10 @@ def main() -> None:
         f"({args.orders} orders) | median ms | p95 ms | max ms |"
     )
     print("|---|---|---|---|---|---|---|")
-    for backend, name, few, many, median, p95, longest in rows:
-        print(f"| {backend} | {name} | {few} | {many} | {median} | {p95} | {longest} |")
+    for backend, name, few, many, median, high, longest in rows:
+        print(
+            f"| {backend} | {name} | {few} | {many} | {median} | {high} | {longest} |"
+        )
 
 
 if __name__ == "__main__":
